@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("httpx", "httpcore", "distributed", "numba", "h5py", "absl"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return int(args._run(args) or 0)
     except InputError as exc:

@@ -6,7 +6,7 @@ Every stage is idempotent: it writes its outputs atomically and a `<stage>.done.
 last, and skips itself when the marker is there. So a rerun after a crash (even `kill -9` in the
 middle of a training) redoes only what had not finished, and gives the same tables.
 
-RUN_DIR layout: `config.yaml` (resolved), `run.json`, `advice.csv`, `<factor>/data/{images,masks,labels}`,
+RUN_DIR layout: `config.yaml` (resolved), `run.json`, `advice.csv`, `<factor>/{images,masks,labels}`,
 `<factor>/model/`, `<factor>/predictions/`, `<factor>/{per_image,per_object}.csv`, `per_image.csv`,
 `per_object.csv`, `summary.csv`, `selection.json`, `figures/`, `report.md`, `report.html`, `model.zip`.
 """
@@ -43,7 +43,7 @@ class Plan:
     pruned: dict[str, str]              # factor -> reason
     pixel_size_um: float | None
     crop_multiple: int
-    items: list[dict]                   # name, image, mask, shape (original, uncropped)
+    items: list[dict]                   # name, image, mask, shape (original, uncropped), n_objects
     train: list[str]
     test: list[str]
     image_shape: list[int] = field(default_factory=list)  # cropped shape of the first image
@@ -51,6 +51,13 @@ class Plan:
     def pair(self, name: str) -> Pair:
         item = next(i for i in self.items if i["name"] == name)
         return Pair(name, Path(item["image"]), Path(item["mask"]))
+
+    def infos(self) -> list:
+        """The validated items as `dataset.ItemInfo` records (pixel size = the dataset's)."""
+        from .dataset import ItemInfo
+
+        return [ItemInfo(i["name"], Path(i["image"]), Path(i["mask"]), tuple(i["shape"]), self.pixel_size_um,
+                         i["n_objects"]) for i in self.items]
 
 
 # ----------------------------------------------------------------------------- prepare
@@ -117,7 +124,7 @@ def prepare(config: SweepConfig) -> Plan:
     plan = Plan(out=str(Path(config.out).resolve()), task=config.task, factors=[f.name for f in factors],
                 run_factors=run_factors, pruned=pruned, pixel_size_um=pixel, crop_multiple=multiple,
                 items=[{"name": i.name, "image": str(i.image.resolve()), "mask": str(i.mask.resolve()),
-                        "shape": list(i.shape)} for i in infos],
+                        "shape": list(i.shape), "n_objects": i.n_objects} for i in infos],
                 train=train, test=test, image_shape=[rows.stop - rows.start, cols.stop - cols.start])
     out = Path(config.out)
     write_text(out / "config.yaml", config.to_yaml())
@@ -181,6 +188,7 @@ def read_done(plan: Plan, factor: str, stage: str) -> dict:
 # ----------------------------------------------------------------------------- per-factor stages
 
 def crop_pair(image: np.ndarray, mask: np.ndarray, plan: Plan, anchor: str) -> tuple[np.ndarray, np.ndarray]:
+    """The pair cropped once to the ladder's multiple (what every factor covers)."""
     rows, cols = crop_slices(image.shape, plan.crop_multiple, anchor)
     return image[rows, cols], mask[rows, cols]
 
@@ -190,33 +198,33 @@ def stage_data(config: SweepConfig, plan: Plan, factor: str) -> dict:
     if is_done(plan, factor, "data"):
         return read_done(plan, factor, "data")
     from .labels import instance_to_semantic
-    from .rescale import rescale_mask, rescale_pair
+    from .ladder import write_factor
+    from .rescale import rescale_mask
 
     f = parse_factor(factor)
-    root = factor_dir(plan, factor) / "data"
+    root = factor_dir(plan, factor)
     pixel = f.pixel_size(plan.pixel_size_um)
-    n_objects = 0
-    for item in plan.items:
-        image, mask = crop_pair(*read_pair(plan.pair(item["name"]), config.channel), plan, config.crop)
-        img, msk = rescale_pair(image, mask, f, config.mode)
-        write_tiff(root / "images" / f"{item['name']}.tif", img, pixel)
-        write_tiff(root / "masks" / f"{item['name']}.tif", msk, pixel)
-        n_objects += int(np.count_nonzero(np.unique(msk)))
-        if config.task == "semantic":
+    rows = write_factor(plan.infos(), plan.out, f, multiple=plan.crop_multiple, mode=config.mode,
+                        crop_anchor=config.crop, channel=config.channel)
+    if config.task == "semantic":
+        for item in plan.items:
+            name = item["name"]
             if config.label_source == "from-og":
-                sem = rescale_mask(instance_to_semantic(mask, config.label_style), f, config.mode)
+                _, og_mask = crop_pair(*read_pair(plan.pair(name), config.channel), plan, config.crop)
+                sem = rescale_mask(instance_to_semantic(og_mask, config.label_style), f, config.mode)
             else:
-                sem = instance_to_semantic(msk, config.label_style)
-            write_tiff(root / "labels" / f"{item['name']}.tif", sem.astype(np.uint8), pixel)
-    log.info("[%s] data: %d images rescaled (%d objects)", factor, len(plan.items), n_objects)
-    return mark_done(plan, factor, "data", {"n_images": len(plan.items), "n_objects": n_objects,
-                                            "pixel_size_um": pixel, "path": str(root)})
+                sem = instance_to_semantic(read_mask(root / "masks" / f"{name}.tif"), config.label_style)
+            write_tiff(root / "labels" / f"{name}.tif", sem.astype(np.uint8), pixel)
+    n_objects, vanished = sum(r["objects"] for r in rows), sum(r["vanished"] for r in rows)
+    log.info("[%s] data: %d images rescaled (%d objects, %d vanished)", factor, len(rows), n_objects, vanished)
+    return mark_done(plan, factor, "data", {"n_images": len(rows), "n_objects": n_objects,
+                                            "vanished_objects": vanished, "pixel_size_um": pixel, "path": str(root)})
 
 
 def _load(plan: Plan, factor: str, names: list[str], what: str) -> list[np.ndarray]:
     from .dataset import read_image
 
-    root = factor_dir(plan, factor) / "data" / what
+    root = factor_dir(plan, factor) / what
     read = read_image if what == "images" else read_mask
     return [read(root / f"{n}.tif") for n in names]
 
@@ -264,3 +272,231 @@ def stage_predict(config: SweepConfig, plan: Plan, factor: str) -> dict:
     log.info("[%s] predict: %d images in %.2f s", factor, len(plan.test), seconds)
     return mark_done(plan, factor, "predict", {"predictions": str(out), "inference_s": seconds,
                                                "inference_pixels": pixels})
+
+
+def stage_evaluate(config: SweepConfig, plan: Plan, factor: str) -> dict:
+    """Score the test predictions on the factor's own grid and on the original one (both grids)."""
+    if is_done(plan, factor, "evaluate"):
+        return read_done(plan, factor, "evaluate")
+    from .evaluation import evaluate_native, evaluate_pair, per_image_table, per_object_table
+    from .labels import instance_to_semantic
+
+    f = parse_factor(factor)
+    root = factor_dir(plan, factor)
+    objects, images = [], []
+    for name in plan.test:
+        pred = read_mask(root / "predictions" / f"{name}.tif")
+        mask = read_mask(root / "masks" / f"{name}.tif")
+        _, og_mask = crop_pair(*read_pair(plan.pair(name), config.channel), plan, config.crop)
+        common = dict(pixel_size_um=plan.pixel_size_um, fov_area_px=float(og_mask.size))
+        if config.task == "semantic":
+            gt = read_mask(root / "labels" / f"{name}.tif")
+            og_gt = instance_to_semantic(og_mask, config.label_style)
+            sampled = evaluate_pair(gt, pred, "semantic", name, f, "sampled", gt_instances=mask, **common)
+            native = evaluate_native(og_gt, pred, "semantic", name, f, gt_instances=og_mask, **common)
+        else:
+            sampled = evaluate_pair(mask, pred, "instance", name, f, "sampled", **common)
+            native = evaluate_native(og_mask, pred, "instance", name, f, **common)
+        for rows, row in (sampled, native):
+            objects.extend(rows)
+            images.append(row)
+    write_csv(root / "per_object.csv", per_object_table(objects))
+    write_csv(root / "per_image.csv", per_image_table(images))
+    ious = {g: float(np.mean([r["iou"] for r in images if r["grid"] == g])) for g in ("sampled", "native")}
+    log.info("[%s] evaluate: IoU %.3f (sampled grid), %.3f (native grid)", factor, ious["sampled"], ious["native"])
+    return mark_done(plan, factor, "evaluate", {"iou_sampled": ious["sampled"], "iou_native": ious["native"]})
+
+
+def write_csv(path: str | Path, table) -> Path:
+    from .dataset import atomic_path
+
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+    return Path(path)
+
+
+# ----------------------------------------------------------------------------- finish
+
+@dataclass
+class Outcome:
+    """How one factor's chain of stages ended."""
+
+    factor: str
+    status: str = "running"       # done | failed | pruned
+    error: str | None = None
+    stages: dict = field(default_factory=dict)
+
+
+COST_COLUMNS = ("status", "error", "wall_time_s", "steps", "epochs", "pixels_seen", "inference_s",
+                "inference_s_per_image", "vanished_objects")
+
+
+def _cost_rows(plan: Plan, outcomes: list[Outcome]) -> list[dict]:
+    rows = []
+    for o in outcomes:
+        train, pred = o.stages.get("train", {}), o.stages.get("predict", {})
+        n_test = max(len(plan.test), 1)
+        rows.append({"factor": o.factor, "status": o.status, "error": o.error,
+                     "wall_time_s": train.get("wall_time_s"), "steps": train.get("steps"),
+                     "epochs": train.get("epochs"), "pixels_seen": train.get("pixels_seen"),
+                     "inference_s": pred.get("inference_s"),
+                     "inference_s_per_image": (pred["inference_s"] / n_test) if "inference_s" in pred else None,
+                     "vanished_objects": o.stages.get("data", {}).get("vanished_objects")})
+    for factor, reason in plan.pruned.items():
+        rows.append({"factor": factor, "status": "pruned", "error": reason})
+    return rows
+
+
+def finish(config: SweepConfig, plan: Plan, outcomes: list[Outcome]) -> dict:
+    """Gather the tables, choose the pixel size, draw the figures, export the model, write the report."""
+    import pandas as pd
+
+    from .evaluation import summarize
+    from .factors import parse_factor as pf
+
+    out = Path(plan.out)
+    done = [o.factor for o in outcomes if o.status == "done"]
+    failed = {o.factor: o.error for o in outcomes if o.status == "failed"}
+    result = {"n_done": len(done), "failed": failed, "pruned": plan.pruned}
+    costs = pd.DataFrame(_cost_rows(plan, outcomes), columns=["factor", *COST_COLUMNS])
+    if not done:
+        write_csv(out / "summary.csv", costs)
+        result["headline"] = "no factor finished: " + "; ".join(f"{k}: {v}" for k, v in failed.items())
+        return result
+    per_image = pd.concat([pd.read_csv(out / f / "per_image.csv") for f in done], ignore_index=True)
+    per_object = pd.concat([pd.read_csv(out / f / "per_object.csv") for f in done], ignore_index=True)
+    write_csv(out / "per_image.csv", per_image)
+    write_csv(out / "per_object.csv", per_object)
+    summary = summarize(per_image, per_object, tau=config.tau_s)
+    summary = summary.merge(costs, on="factor", how="outer")
+    summary["scale"] = [pf(f).scale for f in summary["factor"]]
+    summary = summary.sort_values(["grid", "scale"], na_position="last", kind="stable")
+    write_csv(out / "summary.csv", summary)
+    result["summary_csv"] = str(out / "summary.csv")
+
+    from .recommend import select_factor
+
+    finished = summary[summary["status"] == "done"]
+    selection = select_factor(finished, per_image, config.criterion, config.tolerance,
+                              pixel_size_um=plan.pixel_size_um)
+    from .dataset import write_json as wj
+
+    wj(out / "selection.json", selection.to_dict())
+    result.update(chosen=selection.factor, pixel_size=selection.pixel_size_text, reason=selection.reason)
+    figures = draw_figures(config, plan, summary, per_image, per_object, selection.factor)
+    if config.export and config.model is None:
+        result["package"] = str(export_chosen(plan, selection.factor))
+    result["report"] = str(write_sweep_report(config, plan, summary, selection, figures, result))
+    result["headline"] = (f"recommended pixel size: {selection.pixel_size_text} (factor {selection.factor}); "
+                          f"{selection.reason}")
+    return result
+
+
+def draw_figures(config: SweepConfig, plan: Plan, summary, per_image, per_object, chosen: str) -> dict:
+    """The paper-style figures of this sweep (paths by name)."""
+    from .report import plot_diameter_distributions, plot_examples, plot_iou_vs_coverage
+
+    fig = Path(plan.out) / "figures"
+    done = summary[summary["status"] == "done"]
+    paths = {}
+    for grid in ("native", "sampled"):
+        name = "iou_vs_coverage.png" if grid == "native" else "iou_vs_coverage_sampled.png"
+        paths[f"iou_{grid}"] = plot_iou_vs_coverage(per_image, done, fig / name, grid=grid, chosen=chosen,
+                                                    title=f"{config.task} segmentation, {grid} grid")
+    gt = per_object[per_object["source"] == "gt"].rename(columns={"diameter": "gt_diameter"})
+    pr = per_object[per_object["source"] == "pred"].rename(columns={"diameter": "pred_diameter"})
+    both = pd_concat([gt, pr])
+    paths["diameters"] = plot_diameter_distributions(both, fig / "diameters.png", "gt_diameter", "pred_diameter")
+    paths["examples"] = plot_examples(example_crops(config, plan, list(done.drop_duplicates("factor")["factor"])),
+                                      fig / "examples.png")
+    return paths
+
+
+def pd_concat(frames):
+    import pandas as pd
+
+    return pd.concat(frames, ignore_index=True)
+
+
+def example_crops(config: SweepConfig, plan: Plan, factors: list[str], field_px: int = 128) -> list:
+    """(factor, image, ground truth, prediction) crops of the same field (first test image)."""
+    from .dataset import read_image
+
+    name = plan.test[0]
+    crops = []
+    for factor in sorted(factors, key=lambda n: parse_factor(n).scale):
+        f, root = parse_factor(factor), factor_dir(plan, factor)
+        side = max(int(round(min(field_px, *plan.image_shape) / f.scale)), 4)
+        gt_dir = "labels" if config.task == "semantic" else "masks"
+        arrays = [read_image(root / "images" / f"{name}.tif"), read_mask(root / gt_dir / f"{name}.tif"),
+                  read_mask(root / "predictions" / f"{name}.tif")]
+        crops.append((factor, *(a[:side, :side] for a in arrays)))
+    return crops
+
+
+def export_chosen(plan: Plan, factor: str) -> Path:
+    """The chosen model as bioimage.io packages: `model.zip` (pixel size on the axes) and
+    `model_deepimagej.zip` (unit axes, pixel size in config.deepimagej); both pass bioimageio's test."""
+    from .export import export_package
+
+    out = Path(plan.out)
+    package = export_package(out, factor, out / "model.zip", variant="bioimageio")
+    export_package(out, factor, out / "model_deepimagej.zip", variant="deepimagej")
+    log.info("exported %s and %s", package, out / "model_deepimagej.zip")
+    return package
+
+
+def write_sweep_report(config: SweepConfig, plan: Plan, summary, selection, figures: dict, result: dict) -> Path:
+    """report.md / report.html: decision, table, figures, costs, failures."""
+    from .report import markdown_table, write_report
+
+    out = Path(plan.out)
+    rel = {k: Path(v).relative_to(out).as_posix() for k, v in figures.items()}
+    native = summary[(summary["grid"] == "native") | summary["grid"].isna()]
+    cols = [c for c in ("factor", "pixel_size_um", "status", "iou_mean", "iou_ci_low", "iou_ci_high", "p_vs_best",
+                        "gt_mean_diameter_px", "pct_diameter_per_pixel", "throughput", "bytes_per_object",
+                        "wall_time_s", "steps", "inference_s_per_image") if c in native.columns]
+    size = f"{plan.pixel_size_um:.4g} µm" if plan.pixel_size_um else "unknown (results in multiples of it)"
+    gains = "".join(f"- {k.replace('_', ' ')}: {v['ratio']:.3g}x vs og ({v.get('basis', '')})\n"
+                    for k, v in selection.gains.items() if isinstance(v, dict) and v.get("ratio") is not None)
+    sections = [
+        ("Recommendation", f"**Acquire at {selection.pixel_size_text}** (factor `{selection.factor}`, "
+                           f"criterion {selection.criterion}).\n\n{selection.reason}\n\n" + gains),
+        ("Data", f"{len(plan.items)} images ({len(plan.train)} for training, {len(plan.test)} held out: "
+                 f"{', '.join(plan.test)}), task {config.task}, original pixel size {size}, "
+                 f"mode {config.mode}, factors {' '.join(plan.factors)}."
+                 + (f" Pruned before training: {', '.join(f'{k} ({v})' for k, v in plan.pruned.items())}."
+                    if plan.pruned else "")),
+        ("IoU against sampling", f"![IoU vs % diameter per pixel]({rel['iou_native']})\n\n"
+                                 "Native grid: each prediction brought back to the original pixels and compared "
+                                 "with the original ground truth (factors compete on equal terms). "
+                                 f"The sampled-grid view (as the paper reported): ![sampled]({rel['iou_sampled']})"),
+        ("Sweep table (native grid)", markdown_table(native[cols])),
+        ("Object diameters", f"![diameters]({rel['diameters']})"),
+        ("Examples", f"![examples]({rel['examples']})"),
+    ]
+    if result.get("failed"):
+        sections.append(("Failed factors", "\n".join(f"- {k}: {v}" for k, v in result["failed"].items())))
+    if result.get("package"):
+        sections.append(("Model package", f"`{Path(result['package']).name}` (bioimage.io spec 0.5, pixel size on "
+                                          "the axes) and `model_deepimagej.zip` (for deepImageJ in Fiji); bring "
+                                          f"images to {selection.pixel_size_text} first with "
+                                          "`fiji_macros/resample_to_model_pixel_size.ijm`."))
+    md, _ = write_report(out, sections)
+    return md
+
+
+def publish_artifacts(out: Path, result: dict) -> None:
+    """The results table and the report as Prefect artifacts (visible in the Prefect UI)."""
+    import pandas as pd
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    from .recommend import table_records
+
+    if (out / "summary.csv").exists():
+        table = pd.read_csv(out / "summary.csv")
+        create_table_artifact(key="sweep-summary", table=table_records(table),
+                              description=result.get("headline", "sweep summary"))
+    if result.get("report"):
+        create_markdown_artifact(key="sweep-report", markdown=Path(result["report"]).read_text(encoding="utf-8"),
+                                 description="rescale4dl sweep report")

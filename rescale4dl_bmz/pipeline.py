@@ -1,0 +1,106 @@
+"""The sweep as a Prefect 3 flow: wiring only, the work lives in `sweep.py`.
+
+One task per factor and stage (data, train, predict, evaluate), cached on inputs and code with
+results persisted under `OUT/.prefect/results`, so a rerun skips what finished; the stages also
+keep their own done-markers, so a rerun resumes even where Prefect's cache is not shared (a remote
+Dask cluster). Factors advance independently: when one fails, it is reported as failed and the
+others go on. Without a server, Prefect starts a temporary local API in this process; with
+`PREFECT_API_URL` set, the run shows up in that server's UI.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from .config import SweepConfig
+
+log = logging.getLogger("rescale4dl.pipeline")
+
+
+def configure_prefect(out: str | Path) -> None:
+    """Offline, quiet Prefect settings; must run before `prefect` is imported."""
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "rescale4dl")
+    os.environ.setdefault("PREFECT_UI_ENABLED", "true")
+    os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = str(Path(out).resolve() / ".prefect" / "results")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def _tasks():
+    """Build the Prefect tasks lazily so importing this module does not import Prefect."""
+    from prefect import task
+    from prefect.cache_policies import INPUTS, TASK_SOURCE
+
+    from . import sweep
+
+    cached = dict(cache_policy=INPUTS + TASK_SOURCE, persist_result=True)
+    return {
+        "prepare": task(sweep.prepare, name="prepare", persist_result=False, cache_policy=None),
+        "data": task(sweep.stage_data, name="rescale", task_run_name="rescale-{factor}", **cached),
+        "train": task(sweep.stage_train, name="train", task_run_name="train-{factor}", **cached),
+        "predict": task(sweep.stage_predict, name="predict", task_run_name="predict-{factor}", **cached),
+        "evaluate": task(sweep.stage_evaluate, name="evaluate", task_run_name="evaluate-{factor}", **cached),
+        "finish": task(sweep.finish, name="finish", persist_result=False, cache_policy=None),
+    }
+
+
+def sweep_flow_fn(config: SweepConfig) -> dict:
+    """Body of the flow: prepare, advance every factor through its stages, then finish."""
+    from prefect.futures import as_completed
+
+    from .sweep import STAGES, Outcome, publish_artifacts
+
+    tasks = _tasks()
+    plan = tasks["prepare"](config)
+    stages = [s for s in STAGES if not (s == "train" and config.model is not None)]
+    outcomes = {f: Outcome(factor=f) for f in plan.run_factors}
+    pending = {tasks[stages[0]].submit(config, plan, f): (f, 0) for f in plan.run_factors}
+    while pending:
+        fut = next(iter(as_completed(list(pending))))
+        factor, i = pending.pop(fut)
+        result = fut.result(raise_on_failure=False)
+        if fut.state.is_completed():
+            outcomes[factor].stages[stages[i]] = result
+            if i + 1 < len(stages):
+                pending[tasks[stages[i + 1]].submit(config, plan, factor)] = (factor, i + 1)
+            else:
+                outcomes[factor].status = "done"
+        else:
+            outcomes[factor].status = "failed"
+            outcomes[factor].error = f"{stages[i]}: {type(result).__name__}: {result}"
+            log.error("[%s] failed in %s: %s", factor, stages[i], result)
+    summary = tasks["finish"](config, plan, list(outcomes.values()))
+    publish_artifacts(Path(config.out), summary)
+    return summary
+
+
+def make_flow(config: SweepConfig):
+    """The Prefect flow object with the task runner the config asks for."""
+    from prefect import flow
+
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    runner = ThreadPoolTaskRunner(max_workers=1)  # sequential: one factor's stage at a time
+    if config.task_runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if config.dask_address:
+            runner = DaskTaskRunner(address=config.dask_address)
+        else:
+            runner = DaskTaskRunner(cluster_kwargs={"n_workers": config.dask_workers, "threads_per_worker": 1,
+                                                    "processes": True, "dashboard_address": None})
+    return flow(sweep_flow_fn, name="rescale4dl-sweep", log_prints=True, validate_parameters=False,
+                task_runner=runner)
+
+
+def run_sweep(config: SweepConfig) -> dict:
+    """Run the sweep flow (ephemeral API unless PREFECT_API_URL points at a server)."""
+    configure_prefect(config.out)
+    run_name = f"{Path(config.images).parent.name or 'sweep'}-{config.task}"
+    return make_flow(config).with_options(flow_run_name=run_name)(config)
