@@ -58,9 +58,9 @@ class SweepConfig(BaseModel):
     dask_address: str | None = None
     dask_workers: int = Field(2, ge=1, le=64)
 
-    @field_validator("factors")
+    @field_validator("factors", mode="before")
     @classmethod
-    def _factors(cls, v: list[str]) -> list[str]:
+    def _factors(cls, v) -> list[str]:
         try:
             return [f.name for f in parse_factors(v)]
         except InputError as exc:

@@ -76,12 +76,14 @@ def parse_factor(text: str | float | int | Factor) -> Factor:
     t = str(text).strip().lower()
     try:
         if t == "og":
-            return Factor(1.0)
-        if t.startswith("ds"):
-            return Factor(float(int(t[2:])))
-        if t.startswith("up"):
-            return Factor(1.0 / int(t[2:]))
-        value = float(t)
+            value = 1.0
+        elif t.startswith("ds"):
+            value = float(int(t[2:]))
+        elif t.startswith("up"):
+            step = int(t[2:])
+            value = 1.0 / step if step > 0 else float("nan")
+        else:
+            value = float(t)
     except ValueError:
         raise InputError(f"factor {text!r} is neither a name (up4 up2 og ds2 ds4 ds8 ds16) nor a number") from None
     return Factor(value)

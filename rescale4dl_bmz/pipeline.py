@@ -101,6 +101,9 @@ def make_flow(config: SweepConfig):
 
 def run_sweep(config: SweepConfig) -> dict:
     """Run the sweep flow (ephemeral API unless PREFECT_API_URL points at a server)."""
+    from .sweep import prepare
+
+    prepare(config)  # bad data or config fail here, before Prefect starts
     configure_prefect(config.out)
     run_name = f"{Path(config.images).parent.name or 'sweep'}-{config.task}"
     return make_flow(config).with_options(flow_run_name=run_name)(config)
