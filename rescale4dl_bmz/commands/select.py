@@ -1,0 +1,43 @@
+"""`rescale4dl select RUN_DIR`: choose the factor (and pixel size) after a sweep."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    from ..recommend import CRITERIA, DEFAULT_ALPHA, DEFAULT_CRITERION
+
+    p = subparsers.add_parser(
+        "select", help="choose the factor and pixel size after a sweep",
+        description="Choose the factor after a sweep and print the recommended pixel size, the "
+                    "statistics behind the choice and the gains against the original sampling (og).")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="the sweep's output folder")
+    p.add_argument("--criterion", choices=CRITERIA, default=DEFAULT_CRITERION,
+                   help="coarsest-equivalent (default): the coarsest factor whose mean IoU is not "
+                        "significantly worse than the best; max-iou; iou-x-throughput; diameter-fidelity")
+    p.add_argument("--tolerance", type=float, default=None, metavar="X",
+                   help="with coarsest-equivalent: accept factors whose mean IoU is at most X below the best "
+                        "(replaces the statistical test)")
+    p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="significance level (default 0.05)")
+    p.add_argument("--grid", choices=("native", "sampled"), default=None,
+                   help="evaluation grid to rank on (default: native when the sweep has it)")
+    p.add_argument("--pixel-size", type=float, default=None, metavar="UM",
+                   help="original pixel size in µm (overrides the run's)")
+    p.add_argument("--json", dest="json_out", default=None, metavar="FILE",
+                   help="also write the selection as JSON to FILE")
+    return p
+
+
+def run(args) -> int:
+    from ..dataset import write_json
+    from ..recommend import select_factor, select_format
+    from ..run_folder import load_run
+
+    run_ = load_run(args.run_dir, args.pixel_size)
+    selection = select_factor(run_.summary, run_.per_image, args.criterion, args.tolerance,
+                              grid=args.grid, pixel_size_um=run_.pixel_size_um, alpha=args.alpha)
+    print(select_format(selection), end="")
+    if args.json_out:
+        write_json(args.json_out, selection.to_dict())
+    return 0

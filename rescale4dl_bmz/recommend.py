@@ -1,0 +1,468 @@
+"""Recommend the pixel size after a sweep (`select_*`): pure functions on the sweep's tables.
+
+Criteria (`CRITERIA`):
+
+- ``coarsest-equivalent`` (default): the coarsest factor whose mean IoU is not significantly worse
+  than the best factor's. Test: `metrics.paired_test` on the per-image IoUs of the images both
+  factors share (Wilcoxon from 10 images, exact sign-flip below; two-sided): a factor is worse
+  when its mean is lower and p < alpha. When the images are too few for that test ever to reach
+  alpha (the sign-flip test needs 6 images for 0.05), or there are no per-image data, the 95 %
+  CIs decide instead (equivalent when the factor's upper bound reaches the best's lower bound);
+  with neither, only ties with the best qualify. With ``tolerance`` the rule is practical
+  instead: mean IoU >= best mean IoU - tolerance.
+- ``max-iou``: the highest mean IoU.
+- ``iou-x-throughput``: the highest mean IoU x throughput (objects per unit time).
+- ``diameter-fidelity``: the smallest relative error of the predicted object diameter.
+
+Ties go to the coarser factor (more objects per field, less storage). The evaluation grid is
+"native" when the tables have it (the only grid comparing factors on equal terms), else
+"sampled". Each comparison is against the best factor alone (no multiple-testing correction).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError
+from .factors import parse_factor
+
+CRITERIA = ("coarsest-equivalent", "max-iou", "iou-x-throughput", "diameter-fidelity")
+DEFAULT_CRITERION = "coarsest-equivalent"
+DEFAULT_ALPHA = 0.05
+
+# Columns read from summary.csv beyond factor / iou_mean (all optional).
+DIAMETER_ERROR_COLUMNS = ("diameter_rel_error", "diameter_relative_error", "diameter_error_rel")
+PRED_DIAMETER_COLUMNS = ("pred_mean_diameter_px", "mean_pred_diameter_px", "pred_diameter_px")
+GT_DIAMETER_COLUMNS = ("gt_mean_diameter_px", "mean_gt_diameter_px", "mean_diameter_px")
+INFERENCE_TIME_COLUMNS = ("inference_s_per_image", "predict_s_per_image", "inference_time_s")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The chosen factor and why. `gains` compare it with og: {name: {"ratio", "basis"}}."""
+
+    factor: str
+    scale: float
+    pixel_size_um: float | None
+    criterion: str
+    grid: str | None
+    reason: str
+    best_factor: str
+    gains: dict = field(default_factory=dict)
+    table: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def pixel_size_text(self) -> str:
+        """'0.32 µm', or '4x the original pixel size' when the original is unknown."""
+        return describe_pixel_size(self.pixel_size_um, self.scale)
+
+    def to_dict(self) -> dict:
+        """JSON-ready record (the table as a list of rows, NaN as None)."""
+        return {
+            "factor": self.factor, "scale": self.scale, "pixel_size_um": self.pixel_size_um,
+            "pixel_size": self.pixel_size_text, "criterion": self.criterion, "grid": self.grid,
+            "best_factor": self.best_factor, "reason": self.reason, "gains": self.gains,
+            "table": table_records(self.table),
+        }
+
+
+def describe_pixel_size(pixel_size_um: float | None, scale: float) -> str:
+    if pixel_size_um is not None:
+        return f"{pixel_size_um:.4g} µm"
+    return f"{scale:g}x the original pixel size"
+
+
+def table_records(table: pd.DataFrame) -> list[dict]:
+    """Rows as plain dicts with Python scalars; NaN becomes None."""
+    out = []
+    for row in table.to_dict(orient="records"):
+        out.append({k: _plain(v) for k, v in row.items()})
+    return out
+
+
+def _plain(v):
+    if isinstance(v, (np.bool_, bool)):
+        return bool(v)
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        return None if not math.isfinite(float(v)) else float(v)
+    if v is None or (isinstance(v, str)):
+        return v
+    try:
+        return None if pd.isna(v) else v
+    except (TypeError, ValueError):
+        return v
+
+
+# ----------------------------------------------------------------------------- candidates
+
+def select_grid(summary: pd.DataFrame, grid: str | None = None) -> str | None:
+    """The evaluation grid to rank on: `grid` if given, else native, else sampled, else None."""
+    if "grid" not in summary.columns:
+        if grid is not None:
+            raise InputError(f"the summary has no 'grid' column; cannot select grid {grid!r}")
+        return None
+    grids = set(summary["grid"].astype(str))
+    if grid is not None:
+        if grid not in grids:
+            raise InputError(f"grid {grid!r} is not in the summary (it has {', '.join(sorted(grids))})")
+        return grid
+    for g in ("native", "sampled"):
+        if g in grids:
+            return g
+    return sorted(grids)[0]
+
+
+def select_candidates(summary: pd.DataFrame, grid: str | None) -> pd.DataFrame:
+    """Finished factors on `grid`, one row each, sorted finest first, with a `scale` column."""
+    rows = summary if grid is None else summary[summary["grid"].astype(str) == grid]
+    if "status" in rows.columns:
+        rows = rows[rows["status"].astype(str).str.lower() == "done"]
+    rows = rows[pd.to_numeric(rows["iou_mean"], errors="coerce").notna()].copy()
+    if rows.empty:
+        raise InputError("the run has no finished factor with a mean IoU (status 'done')"
+                         + (f" on the {grid} grid" if grid else ""))
+    rows["factor"] = [parse_factor(f).name for f in rows["factor"].astype(str)]
+    if rows["factor"].duplicated().any():
+        dup = rows.loc[rows["factor"].duplicated(), "factor"].tolist()
+        raise InputError(f"the summary has several rows for factor(s) {', '.join(dup)} on one grid")
+    rows["scale"] = [parse_factor(f).scale for f in rows["factor"]]
+    rows["iou_mean"] = pd.to_numeric(rows["iou_mean"], errors="coerce")
+    return rows.sort_values("scale").reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------- statistics
+
+@dataclass(frozen=True)
+class PairedDecision:
+    """One factor against the best: the paired test and whether it can decide at all."""
+
+    n: int
+    p_value: float
+    mean_difference: float  # factor - best (negative: worse)
+    method: str
+    min_p_value: float      # the smallest p-value the test can give with n pairs
+
+    def worse(self, alpha: float) -> bool | None:
+        """True/False when the test can decide at `alpha`, None when it cannot."""
+        if self.n < 2 or not self.min_p_value < alpha:
+            return None
+        return bool(self.mean_difference < 0 and self.p_value < alpha)
+
+
+@functools.lru_cache(maxsize=64)
+def _min_p_value(n: int) -> float:
+    """The smallest p-value `paired_test` can return for n pairs (all differences one-signed)."""
+    from .metrics import paired_test
+
+    return float(paired_test(np.arange(1.0, n + 1.0), np.zeros(n)).p_value) if n >= 2 else float("nan")
+
+
+def select_paired_test(best: np.ndarray, other: np.ndarray) -> PairedDecision:
+    """The metrics helper's paired test of `other` against `best` (same images, same order)."""
+    from .metrics import paired_test
+
+    t = paired_test(np.asarray(other, float), np.asarray(best, float))
+    return PairedDecision(int(t.n), float(t.p_value), float(t.mean_difference), str(t.method), _min_p_value(int(t.n)))
+
+
+def _paired_values(per_image: pd.DataFrame, grid: str | None, a: str, b: str) -> tuple[np.ndarray, np.ndarray]:
+    rows = per_image
+    if grid is not None and "grid" in rows.columns:
+        rows = rows[rows["grid"].astype(str) == grid]
+    ia = rows[rows["factor"] == a].groupby("image")["iou"].mean()
+    ib = rows[rows["factor"] == b].groupby("image")["iou"].mean()
+    common = ia.index.intersection(ib.index)
+    va, vb = ia.loc[common].to_numpy(float), ib.loc[common].to_numpy(float)
+    keep = np.isfinite(va) & np.isfinite(vb)
+    return va[keep], vb[keep]
+
+
+def select_equivalence(cand: pd.DataFrame, per_image: pd.DataFrame | None, grid: str | None,
+                       tolerance: float | None, alpha: float) -> pd.DataFrame:
+    """Add delta_vs_best / p_value / n_paired / test / equivalent columns (each factor vs the best)."""
+    out = cand.copy()
+    best = _argbest(out, out["iou_mean"], higher=True)
+    best_row = out.loc[best]
+    out["delta_vs_best"] = best_row["iou_mean"] - out["iou_mean"]
+    out["p_value"] = np.nan
+    out["n_paired"] = 0
+    if tolerance is not None:
+        out["equivalent"] = out["delta_vs_best"] <= tolerance + 1e-12
+        out["test"] = f"within tolerance {tolerance:g}"
+        return out
+    have_ci = {"iou_ci_low", "iou_ci_high"} <= set(out.columns) and pd.notna(best_row.get("iou_ci_low"))
+    tests, equivalent = [], []
+    for i, row in out.iterrows():
+        if i == best:
+            out.loc[i, "n_paired"] = _n_images(per_image, grid, row["factor"])
+            tests.append("best")
+            equivalent.append(True)
+            continue
+        verdict, label = None, "no test possible"
+        if per_image is not None and not per_image.empty:
+            vb, vo = _paired_values(per_image, grid, best_row["factor"], row["factor"])
+            decision = select_paired_test(vb, vo)
+            out.loc[i, ["p_value", "n_paired"]] = [decision.p_value, decision.n]
+            verdict = decision.worse(alpha)
+            label = decision.method if verdict is not None else f"too few images ({decision.n}) for a paired test"
+        if verdict is None and have_ci and pd.notna(row.get("iou_ci_high")):
+            verdict = not bool(row["iou_ci_high"] >= best_row["iou_ci_low"])
+            label = "CI overlap" if label == "no test possible" else f"{label}; CI overlap"
+        if verdict is None:  # nothing can tell: only a tie with the best qualifies
+            verdict = not bool(row["delta_vs_best"] <= 1e-12)
+        tests.append(label)
+        equivalent.append(not verdict)
+    out["test"] = tests
+    out["equivalent"] = equivalent
+    return out
+
+
+def _n_images(per_image: pd.DataFrame | None, grid: str | None, factor: str) -> int:
+    if per_image is None or per_image.empty:
+        return 0
+    rows = per_image[per_image["factor"] == factor]
+    if grid is not None and "grid" in rows.columns:
+        rows = rows[rows["grid"].astype(str) == grid]
+    return int(rows["image"].nunique())
+
+
+def _argbest(table: pd.DataFrame, score: pd.Series, higher: bool) -> int:
+    """Index of the best score; ties go to the coarsest factor (largest scale)."""
+    s = pd.to_numeric(score, errors="coerce")
+    if s.notna().sum() == 0:
+        raise InputError("no factor has a usable score for this criterion")
+    target = s.max() if higher else s.min()
+    tied = table.index[(s - target).abs() <= 1e-12 * max(1.0, abs(target))]
+    return int(table.loc[tied, "scale"].idxmax())
+
+
+# ----------------------------------------------------------------------------- scores
+
+def select_throughput(cand: pd.DataFrame, areas: dict[str, float]) -> pd.Series:
+    """Throughput per factor: the `throughput` column, else 1 / object area, else scale^2."""
+    if "throughput" in cand.columns and pd.to_numeric(cand["throughput"], errors="coerce").notna().all():
+        return pd.to_numeric(cand["throughput"], errors="coerce")
+    if all(f in areas for f in cand["factor"]):
+        return pd.Series([1.0 / areas[f] for f in cand["factor"]], index=cand.index)
+    return cand["scale"] ** 2
+
+
+def select_diameter_error(cand: pd.DataFrame) -> pd.Series:
+    """Relative error of the predicted object diameter per factor (needs a diameter column)."""
+    col = next((c for c in DIAMETER_ERROR_COLUMNS if c in cand.columns), None)
+    if col is not None:
+        return pd.to_numeric(cand[col], errors="coerce").abs()
+    pred = next((c for c in PRED_DIAMETER_COLUMNS if c in cand.columns), None)
+    gt = next((c for c in GT_DIAMETER_COLUMNS if c in cand.columns), None)
+    if pred is None or gt is None:
+        raise InputError("criterion diameter-fidelity needs a diameter error column in summary.csv "
+                         f"({' or '.join(DIAMETER_ERROR_COLUMNS)}), or predicted and ground-truth diameters "
+                         f"({PRED_DIAMETER_COLUMNS[0]} and {GT_DIAMETER_COLUMNS[0]})")
+    p = pd.to_numeric(cand[pred], errors="coerce")
+    g = pd.to_numeric(cand[gt], errors="coerce")
+    return ((p - g) / g).abs()
+
+
+def select_object_areas(summary: pd.DataFrame) -> dict[str, float]:
+    """Mean object area in each factor's own pixels (sampled grid preferred), from the summary."""
+    if "mean_object_area_px" not in summary.columns:
+        return {}
+    rows = summary
+    if "grid" in rows.columns and (rows["grid"].astype(str) == "sampled").any():
+        rows = rows[rows["grid"].astype(str) == "sampled"]
+    out = {}
+    for f, a in zip(rows["factor"].astype(str), pd.to_numeric(rows["mean_object_area_px"], errors="coerce")):
+        if math.isfinite(a) and a > 0:
+            out[parse_factor(f).name] = float(a)
+    return out
+
+
+def select_gains(summary: pd.DataFrame, factor: str) -> dict:
+    """Gains of `factor` against og: objects per field of view, storage per object, inference speed.
+
+    Measured from the summary where it has the columns (and og), else theoretical (scale^2).
+    """
+    s = parse_factor(factor).scale
+    areas = select_object_areas(summary)
+    gains = {}
+    if factor in areas and "og" in areas:
+        gains["objects_per_fov"] = {"ratio": areas["og"] / areas[factor], "basis": "measured object areas"}
+    else:
+        gains["objects_per_fov"] = {"ratio": s * s, "basis": "theoretical (scale^2)"}
+    bpo = _sampled_column(summary, "bytes_per_object")
+    if factor in bpo and "og" in bpo:
+        gains["storage_per_object"] = {"ratio": bpo[factor] / bpo["og"], "basis": "measured bytes per object"}
+    else:
+        gains["storage_per_object"] = {"ratio": 1.0 / (s * s), "basis": "theoretical (1/scale^2)"}
+    col = next((c for c in INFERENCE_TIME_COLUMNS if c in summary.columns), None)
+    times = _sampled_column(summary, col) if col else {}
+    if factor in times and "og" in times:
+        gains["inference_speed"] = {"ratio": times["og"] / times[factor], "basis": f"measured ({col})"}
+    else:
+        gains["inference_speed"] = {"ratio": s * s, "basis": "theoretical (pixels per field, scale^2)"}
+    return gains
+
+
+def _sampled_column(summary: pd.DataFrame, column: str) -> dict[str, float]:
+    if column not in summary.columns:
+        return {}
+    rows = summary
+    if "grid" in rows.columns and (rows["grid"].astype(str) == "sampled").any():
+        rows = rows[rows["grid"].astype(str) == "sampled"]
+    out = {}
+    for f, v in zip(rows["factor"].astype(str), pd.to_numeric(rows[column], errors="coerce")):
+        if math.isfinite(v) and v > 0:
+            out[parse_factor(f).name] = float(v)
+    return out
+
+
+# ----------------------------------------------------------------------------- selection
+
+def select_factor(summary: pd.DataFrame, per_image: pd.DataFrame | None = None,
+                  criterion: str = DEFAULT_CRITERION, tolerance: float | None = None, *,
+                  grid: str | None = None, pixel_size_um: float | None = None,
+                  alpha: float = DEFAULT_ALPHA) -> Selection:
+    """Choose the factor after a sweep. `pixel_size_um` is the ORIGINAL pixel size (or None).
+
+    The returned `Selection.table` holds one row per finished factor with the columns used
+    (iou_mean, CI, delta_vs_best, p_value, equivalent, throughput, score) and `chosen`.
+    """
+    if criterion not in CRITERIA:
+        raise InputError(f"--criterion {criterion!r} is not one of {', '.join(CRITERIA)}")
+    if tolerance is not None and not (math.isfinite(tolerance) and 0 <= tolerance <= 1):
+        raise InputError(f"--tolerance must be an IoU difference between 0 and 1, got {tolerance!r}")
+    if not 0 < alpha < 1:
+        raise InputError(f"alpha must lie between 0 and 1, got {alpha!r}")
+    if pixel_size_um is not None and not (math.isfinite(pixel_size_um) and pixel_size_um > 0):
+        raise InputError(f"pixel size must be positive, got {pixel_size_um!r}")
+    if pixel_size_um is None:
+        pixel_size_um = select_original_pixel_size(summary)
+    g = select_grid(summary, grid)
+    cand = select_candidates(summary, g)
+    table = select_equivalence(cand, per_image, g, tolerance, alpha)
+    table["throughput_score"] = select_throughput(table, select_object_areas(summary))
+    best = _argbest(table, table["iou_mean"], higher=True)
+
+    if criterion == "coarsest-equivalent":
+        table["score"] = table["equivalent"].astype(float)
+        idx = int(table.loc[table["equivalent"], "scale"].idxmax())
+    elif criterion == "max-iou":
+        table["score"] = table["iou_mean"]
+        idx = best
+    elif criterion == "iou-x-throughput":
+        table["score"] = table["iou_mean"] * table["throughput_score"]
+        idx = _argbest(table, table["score"], higher=True)
+    else:
+        table["score"] = select_diameter_error(table)
+        idx = _argbest(table, table["score"], higher=False)
+    table["chosen"] = table.index == idx
+    table["pixel_size_um"] = [None if pixel_size_um is None else pixel_size_um * s for s in table["scale"]]
+
+    row = table.loc[idx]
+    factor = str(row["factor"])
+    size = None if pixel_size_um is None else pixel_size_um * float(row["scale"])
+    reason = _reason(criterion, table, idx, best, tolerance, alpha)
+    return Selection(factor=factor, scale=float(row["scale"]), pixel_size_um=size, criterion=criterion,
+                     grid=g, reason=reason, best_factor=str(table.loc[best, "factor"]),
+                     gains=select_gains(summary, factor), table=table)
+
+
+def select_original_pixel_size(summary: pd.DataFrame) -> float | None:
+    """The original pixel size implied by the summary's `pixel_size_um` column, or None."""
+    if "pixel_size_um" not in summary.columns:
+        return None
+    for f, p in zip(summary["factor"].astype(str), pd.to_numeric(summary["pixel_size_um"], errors="coerce")):
+        if math.isfinite(p) and p > 0:
+            return float(p) / parse_factor(f).scale
+    return None
+
+
+def _iou_text(row: pd.Series) -> str:
+    text = f"{row['iou_mean']:.3f}"
+    lo, hi = row.get("iou_ci_low", np.nan), row.get("iou_ci_high", np.nan)
+    if pd.notna(lo) and pd.notna(hi):
+        text += f" (95% CI {float(lo):.3f}-{float(hi):.3f})"
+    return text
+
+
+def _reason(criterion: str, table: pd.DataFrame, idx: int, best: int, tolerance: float | None,
+            alpha: float) -> str:
+    row, brow = table.loc[idx], table.loc[best]
+    grid = f" on the {row['grid']} grid" if "grid" in table.columns else ""
+    where = f"{row['factor']}: mean IoU {_iou_text(row)}{grid}"
+    if criterion == "max-iou":
+        return f"{where} is the highest mean IoU of {len(table)} finished factors."
+    if criterion == "iou-x-throughput":
+        return f"{where}; mean IoU x throughput = {row['score']:.4g} is the highest of {len(table)} factors."
+    if criterion == "diameter-fidelity":
+        return (f"{where}; its predicted object diameters deviate least from the ground truth "
+                f"(relative error {row['score']:.3g}).")
+    if idx == best:
+        coarser = table[table["scale"] > row["scale"]]
+        tail = ""
+        if not coarser.empty:
+            worst = coarser.iloc[0]
+            tail = f" Every coarser factor is worse ({_why_not(worst, tolerance, alpha)} for {worst['factor']})."
+        return f"{where} is the best factor and the coarsest equivalent one.{tail}"
+    if tolerance is not None:
+        why = f"{row['delta_vs_best']:.3f} below the best, within the tolerance {tolerance:g}"
+    elif "CI overlap" in row["test"]:
+        why = f"not significantly worse than the best: its 95% CI overlaps the best's ({row['test']})"
+    elif row["test"] == "no test possible":
+        why = "equal to the best (no statistics available)"
+    else:
+        why = (f"not significantly worse than the best ({row['test']} over {int(row['n_paired'])} paired "
+               f"images, p = {row['p_value']:.3g} >= {alpha:g})")
+    return (f"{where} is the coarsest factor whose IoU is {why}; best: {brow['factor']} "
+            f"{_iou_text(brow)}.")
+
+
+def _why_not(row: pd.Series, tolerance: float | None, alpha: float) -> str:
+    if tolerance is not None:
+        return f"{row['delta_vs_best']:.3f} below the best, beyond the tolerance {tolerance:g}"
+    if "CI overlap" in row["test"]:
+        return "95% CIs do not overlap"
+    if math.isfinite(row["p_value"]):
+        return f"{row['test']}, p = {row['p_value']:.3g} < {alpha:g}"
+    return f"mean IoU {row['iou_mean']:.3f}"
+
+
+# ----------------------------------------------------------------------------- text
+
+def select_format(selection: Selection) -> str:
+    """A short report: choice, pixel size, reason, gains against og, and the ranking table."""
+    s = selection
+    lines = [f"Chosen factor: {s.factor} (scale {s.scale:g}, criterion {s.criterion})",
+             f"Recommended pixel size: {s.pixel_size_text}",
+             f"Why: {s.reason}", "Gains against og:"]
+    labels = {"objects_per_fov": "objects per field of view", "storage_per_object": "storage per object",
+              "inference_speed": "inference speed"}
+    for key, label in labels.items():
+        g = s.gains.get(key)
+        if g:
+            less = f" ({1 / g['ratio']:.3g}x less)" if g["ratio"] < 1 else ""
+            lines.append(f"  {label}: x{g['ratio']:.3g}{less} [{g['basis']}]")
+    lines.append("")
+    cols = [("", None), ("factor", "factor"), ("pixel size", "pixel_size_um"), ("mean IoU", "iou_mean"),
+            ("95% CI", None), ("delta", "delta_vs_best"), ("p", "p_value"), ("equivalent", "equivalent")]
+    rows = []
+    for _, r in s.table.iterrows():
+        ci = ""
+        if pd.notna(r.get("iou_ci_low", np.nan)) and pd.notna(r.get("iou_ci_high", np.nan)):
+            ci = f"{float(r['iou_ci_low']):.3f}-{float(r['iou_ci_high']):.3f}"
+        px = "" if r["pixel_size_um"] is None or pd.isna(r["pixel_size_um"]) else f"{r['pixel_size_um']:.4g} µm"
+        p = "" if pd.isna(r["p_value"]) else f"{r['p_value']:.3g}"
+        rows.append(["->" if r["chosen"] else "", r["factor"], px, f"{r['iou_mean']:.3f}", ci,
+                     f"{r['delta_vs_best']:.3f}", p, "yes" if r["equivalent"] else "no"])
+    heads = [c[0] for c in cols]
+    widths = [max(len(str(x)) for x in col) for col in zip(heads, *rows)]
+    for cells in [heads] + rows:
+        lines.append("  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip())
+    return "\n".join(lines) + "\n"
