@@ -60,8 +60,13 @@ def plot_iou_vs_coverage(per_image: pd.DataFrame, summary: pd.DataFrame, path: s
         for x, name in zip(xs, labels):
             ax.annotate(name, (x, 1.02), xycoords=("data", "axes fraction"), ha="center", fontsize=8,
                         fontweight="bold" if name == chosen else "normal")
+        from matplotlib.ticker import NullFormatter, ScalarFormatter
+
         ax.set_xscale("log")
         ax.set_xlim(min(xs) / 1.6, max(xs) * 1.6)
+        ax.set_xticks(xs)
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("% of object diameter per pixel")
     ax.set_ylabel(f"IoU ({grid} grid)")
     ax.set_ylim(0, 1)

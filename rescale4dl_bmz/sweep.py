@@ -47,6 +47,7 @@ class Plan:
     train: list[str]
     test: list[str]
     image_shape: list[int] = field(default_factory=list)  # cropped shape of the first image
+    package: dict | None = None         # the pretrained package's description (PackageInfo.as_dict)
 
     def pair(self, name: str) -> Pair:
         item = next(i for i in self.items if i["name"] == name)
@@ -81,6 +82,28 @@ def split_names(names: list[str], config: SweepConfig) -> tuple[list[str], list[
     return train, test
 
 
+def names_for_test(names: list[str], config: SweepConfig) -> list[str]:
+    """A pretrained model trains on nothing: every image is a test image unless some are named."""
+    if not config.test_images:
+        return names
+    missing = sorted(set(config.test_images) - set(names))
+    if missing:
+        raise InputError(f"test_images {missing} are not among the images in {config.images}")
+    return [n for n in names if n in set(config.test_images)]
+
+
+def check_package(config: SweepConfig):
+    """Validate the bioimage.io package (and load its weights once) before any rescaling."""
+    from .pretrained import inspect_package, load_package
+
+    info = inspect_package(config.model)
+    if info.task != config.task:
+        raise InputError(f"{config.model}: the package does {info.task} segmentation "
+                         f"({info.describe()}), but the sweep's task is {config.task}")
+    load_package(config.model).close()
+    return info
+
+
 def _check_patch_sizes(config: SweepConfig, factors: list[Factor], min_side: int) -> None:
     """Every factor's patch must fit its images and be divisible by 2^depth (before any work)."""
     from .models.patches import patch_size_for_factor
@@ -102,6 +125,7 @@ def _check_patch_sizes(config: SweepConfig, factors: list[Factor], min_side: int
 def prepare(config: SweepConfig) -> Plan:
     """Validate data and config together, split, advise (and prune); write config.yaml and run.json."""
     ensure_outside(config.out, config.images, config.masks)
+    package = check_package(config) if config.model is not None else None
     factors = config.factor_list
     multiple = coarsest_step(factors)
     infos = inspect_dataset(config.images, config.masks, config.channel, config.pixel_size_um, min_side=multiple)
@@ -111,7 +135,7 @@ def prepare(config: SweepConfig) -> Plan:
         empty = [str(i.mask) for i in infos if i.n_objects == 0]
         if len(empty) == len(infos):
             raise InputError(f"{config.masks}: every mask is empty; nothing to learn from")
-    train, test = split_names(names, config)
+    train, test = split_names(names, config) if config.model is None else ([], names_for_test(names, config))
     cropped = [min(s // multiple * multiple for s in i.shape) for i in infos]
     if config.model is None:
         _check_patch_sizes(config, factors, min(cropped))
@@ -125,13 +149,15 @@ def prepare(config: SweepConfig) -> Plan:
                 run_factors=run_factors, pruned=pruned, pixel_size_um=pixel, crop_multiple=multiple,
                 items=[{"name": i.name, "image": str(i.image.resolve()), "mask": str(i.mask.resolve()),
                         "shape": list(i.shape), "n_objects": i.n_objects} for i in infos],
-                train=train, test=test, image_shape=[rows.stop - rows.start, cols.stop - cols.start])
+                train=train, test=test, image_shape=[rows.stop - rows.start, cols.stop - cols.start],
+                package=package.as_dict() if package else None)
     out = Path(config.out)
     write_text(out / "config.yaml", config.to_yaml())
     write_json(out / "run.json", {"task": config.task, "pixel_size_um": pixel, "factors": plan.factors,
                                   "run_factors": run_factors, "pruned": pruned, "image_shape": plan.image_shape,
                                   "dataset": str(config.images), "train": train, "test": test,
-                                  "model": str(config.model) if config.model else None})
+                                  "model": str(config.model) if config.model else None,
+                                  "package": plan.package})
     import pandas as pd
 
     from .dataset import atomic_path
@@ -154,11 +180,10 @@ def advise_dataset(config: SweepConfig, infos, factors: list[Factor], pixel: flo
         m = object_morphology(read_mask(info.mask))
         diam.extend(m["equivalent_diameter"])
         width.extend(m["width"])
+    arch = config.train_config("og").architecture if config.model is None else None
     if config.task == "instance":
-        arch = config.train_config("og").architecture if config.model is None else None
         rf = receptive_field("stardist", grid=getattr(arch, "grid", 2))
     else:
-        arch = config.train_config("og").architecture if config.model is None else None
         rf = receptive_field("unet", depth=getattr(arch, "depth", 2))
     if not diam:
         raise InputError(f"{config.masks}: no objects in any mask")
@@ -253,13 +278,22 @@ def stage_train(config: SweepConfig, plan: Plan, factor: str) -> dict:
                                              ("wall_time_s", "steps", "epochs", "pixels_seen")}})
 
 
+def load_predictor(config: SweepConfig, plan: Plan, factor: str):
+    """This factor's trained model, or the one pretrained package for every factor."""
+    if config.model is not None:
+        from .pretrained import load_package
+
+        return load_package(config.model)
+    from .models import load_model
+
+    return load_model(factor_dir(plan, factor) / "model")
+
+
 def stage_predict(config: SweepConfig, plan: Plan, factor: str) -> dict:
     """Predict the test images at this factor; records the inference time."""
     if is_done(plan, factor, "predict"):
         return read_done(plan, factor, "predict")
-    from .models import load_model
-
-    model = load_model(factor_dir(plan, factor) / "model")
+    model = load_predictor(config, plan, factor)
     out = factor_dir(plan, factor) / "predictions"
     pixel = parse_factor(factor).pixel_size(plan.pixel_size_um)
     seconds, pixels = 0.0, 0
@@ -269,6 +303,7 @@ def stage_predict(config: SweepConfig, plan: Plan, factor: str) -> dict:
         seconds += time.perf_counter() - t0
         pixels += image.size
         write_tiff(out / f"{name}.tif", pred, pixel)
+    getattr(model, "close", lambda: None)()
     log.info("[%s] predict: %d images in %.2f s", factor, len(plan.test), seconds)
     return mark_done(plan, factor, "predict", {"predictions": str(out), "inference_s": seconds,
                                                "inference_pixels": pixels})
@@ -383,13 +418,29 @@ def finish(config: SweepConfig, plan: Plan, outcomes: list[Outcome]) -> dict:
 
     wj(out / "selection.json", selection.to_dict())
     result.update(chosen=selection.factor, pixel_size=selection.pixel_size_text, reason=selection.reason)
+    acquisition = acquisition_plan(config, plan, finished, selection)
+    write_csv(out / "plan.csv", acquisition)
     figures = draw_figures(config, plan, summary, per_image, per_object, selection.factor)
     if config.export and config.model is None:
         result["package"] = str(export_chosen(plan, selection.factor))
-    result["report"] = str(write_sweep_report(config, plan, summary, selection, figures, result))
+    result["report"] = str(write_sweep_report(config, plan, summary, selection, figures, result, acquisition))
     result["headline"] = (f"recommended pixel size: {selection.pixel_size_text} (factor {selection.factor}); "
                           f"{selection.reason}")
+    if plan.package:
+        result["headline"] += " " + package_note(plan)
     return result
+
+
+def acquisition_plan(config: SweepConfig, plan: Plan, finished, selection):
+    """Objects and bytes per field and per hour at each factor, for a camera the size of the images."""
+    from .planning import plan_acquisition, plan_areas
+    from .recommend import select_object_areas
+
+    factors = list(selection.table["factor"])
+    areas = plan_areas(factors, select_object_areas(finished))
+    camera = (plan.image_shape[1], plan.image_shape[0])
+    return plan_acquisition(factors, {f: a for f, (a, _) in areas.items()}, camera, config.tau_s,
+                            plan.pixel_size_um, selection.factor)
 
 
 def draw_figures(config: SweepConfig, plan: Plan, summary, per_image, per_object, chosen: str) -> dict:
@@ -446,8 +497,26 @@ def export_chosen(plan: Plan, factor: str) -> Path:
     return package
 
 
-def write_sweep_report(config: SweepConfig, plan: Plan, summary, selection, figures: dict, result: dict) -> Path:
-    """report.md / report.html: decision, table, figures, costs, failures."""
+def package_note(plan: Plan) -> str:
+    """The pretrained package's own pixel size, beside the measured best."""
+    declared = plan.package.get("pixel_size_um")
+    if declared is None:
+        return "The package declares no pixel size."
+    text = f"The package declares {declared:.4g} µm"
+    if plan.pixel_size_um:
+        ratio = declared / plan.pixel_size_um
+        text += f" ({ratio:.3g}x this data's pixel size"
+        k = np.log2(ratio)
+        text += f", factor {parse_factor(2.0 ** round(k)).name})." if abs(k - round(k)) < 0.05 else ")."
+    else:
+        text += "; this data's pixel size is unknown."
+    return text
+
+
+def write_sweep_report(config: SweepConfig, plan: Plan, summary, selection, figures: dict, result: dict,
+                       acquisition) -> Path:
+    """report.md / report.html: decision, table, figures, acquisition plan, costs, failures."""
+    from .planning import plan_format
     from .report import markdown_table, write_report
 
     out = Path(plan.out)
@@ -462,7 +531,7 @@ def write_sweep_report(config: SweepConfig, plan: Plan, summary, selection, figu
     sections = [
         ("Recommendation", f"**Acquire at {selection.pixel_size_text}** (factor `{selection.factor}`, "
                            f"criterion {selection.criterion}).\n\n{selection.reason}\n\n" + gains),
-        ("Data", f"{len(plan.items)} images ({len(plan.train)} for training, {len(plan.test)} held out: "
+        ("Data", f"{len(plan.items)} images ({len(plan.train)} for training, {len(plan.test)} evaluated: "
                  f"{', '.join(plan.test)}), task {config.task}, original pixel size {size}, "
                  f"mode {config.mode}, factors {' '.join(plan.factors)}."
                  + (f" Pruned before training: {', '.join(f'{k} ({v})' for k, v in plan.pruned.items())}."
@@ -474,7 +543,13 @@ def write_sweep_report(config: SweepConfig, plan: Plan, summary, selection, figu
         ("Sweep table (native grid)", markdown_table(native[cols])),
         ("Object diameters", f"![diameters]({rel['diameters']})"),
         ("Examples", f"![examples]({rel['examples']})"),
+        ("Acquisition plan", f"A camera field the size of these images ({plan.image_shape[1]}x{plan.image_shape[0]} "
+                             f"px), one field every {config.tau_s:g} s (`rescale4dl plan` takes your camera):\n\n"
+                             + plan_format(acquisition, markdown=True)),
     ]
+    if plan.package:
+        sections.insert(1, ("Pretrained package", f"`{config.model}`: {plan.package.get('name')}, "
+                                                  f"{plan.package.get('task')} output. {package_note(plan)}"))
     if result.get("failed"):
         sections.append(("Failed factors", "\n".join(f"- {k}: {v}" for k, v in result["failed"].items())))
     if result.get("package"):

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 DEMO_FACTORS = ["og", "ds2", "ds4", "ds8"]
+PRETRAINED_FACTORS = ["up2", "og", "ds2", "ds4", "ds8"]
 # Tiny budgets so the demo finishes in minutes on 2 CPU cores (real sweeps train far longer).
 DEMO_TRAINING = {
     "semantic": {"architecture": {"kind": "unet", "depth": 2, "base_filters": 8}, "steps": 40,
@@ -24,6 +25,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                    "pixel size and export the model. Runs offline with Prefect's temporary API.")
     p.add_argument("--task", choices=("semantic", "instance"), default="semantic",
                    help="semantic (U-Net, default) or instance (StarDist)")
+    p.add_argument("--pretrained", action="store_true",
+                   help="then sweep the exported model package over up2..ds8 without training "
+                        "(the study's question for a model you already have); results in OUT/pretrained")
     add_sweep_options(p, data=False)
     return p
 
@@ -37,7 +41,16 @@ def run(args) -> int:
     images, masks = write_demo_dataset(out / "demo_data")
     defaults = {"images": str(images), "masks": str(masks), "task": args.task, "out": str(out),
                 "factors": DEMO_FACTORS, "test_images": ["q4"], "training": DEMO_TRAINING[args.task]}
-    config = build_config(args, defaults)
-    summary = run_and_report(config)
+    package = out / "model.zip"
+    if not (args.pretrained and package.exists()):
+        summary = run_and_report(build_config(args, defaults))
+        if not summary.get("n_done", 0):
+            return 1
+    if not args.pretrained:
+        return 0
+    args.out = str(out / "pretrained")
+    args.factors = args.factors or PRETRAINED_FACTORS
+    pretrained = {**defaults, "out": args.out, "model": str(package), "test_images": None, "export": False}
+    summary = run_and_report(build_config(args, pretrained))
     return 0 if summary.get("n_done", 0) else 1
 

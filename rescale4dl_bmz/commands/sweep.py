@@ -38,7 +38,8 @@ def add_sweep_options(p: argparse.ArgumentParser, data: bool = True) -> None:
     p.add_argument("--tolerance", type=float, help="IoU tolerance for coarsest-equivalent")
     p.add_argument("--prune", action="store_true", default=None, help="skip factors advise calls hopeless")
     p.add_argument("--no-export", dest="export", action="store_false", default=None, help="skip the bioimage.io export")
-    p.add_argument("--model", help="a bioimage.io package to sweep instead of training")
+    p.add_argument("--model", help="a bioimage.io package (.zip) to sweep instead of training; --task then "
+                                   "defaults to what the package segments")
     p.add_argument("--task-runner", choices=("sequential", "dask"), help="run factors in parallel on Dask")
     p.add_argument("--dask-address", help="an existing Dask scheduler (implies --task-runner dask)")
     p.add_argument("--dask-workers", type=int, help="workers of the local Dask cluster (default 2)")
@@ -93,6 +94,10 @@ def build_config(args, source_defaults: dict | None = None):
     if "training" in fields:
         fields["training"] = merge_training(base.get("training", {}), fields["training"])
     merged = {**base, **fields}
+    if merged.get("model") and not merged.get("task"):
+        from ..pretrained import inspect_package
+
+        merged["task"] = inspect_package(merged["model"]).task  # the package says what it segments
     if "training" in merged:
         merged["training"] = with_architecture_kind(merged["training"], merged.get("task"))
     missing = [f"--{k}" for k in ("images", "masks", "task", "out") if merged.get(k) is None]
