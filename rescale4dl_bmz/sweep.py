@@ -258,7 +258,7 @@ def stage_train(config: SweepConfig, plan: Plan, factor: str) -> dict:
     """Train this factor's model on the training images (skipped when a complete model exists)."""
     if is_done(plan, factor, "train"):
         return read_done(plan, factor, "train")
-    from .models import train_model
+    from .train_job import train_in_subprocess
 
     f = parse_factor(factor)
     model_dir = factor_dir(plan, factor) / "model"
@@ -266,12 +266,13 @@ def stage_train(config: SweepConfig, plan: Plan, factor: str) -> dict:
     tc = config.train_config(factor, f.pixel_size(plan.pixel_size_um))
     if semantic_given:
         tc = tc.model_copy(update={"masks_are_semantic": True})
-    images = _load(plan, factor, plan.train, "images")
-    masks = _load(plan, factor, plan.train, "labels" if semantic_given else "masks")
+    root = factor_dir(plan, factor)
+    images = [root / "images" / f"{n}.tif" for n in plan.train]
+    masks = [root / ("labels" if semantic_given else "masks") / f"{n}.tif" for n in plan.train]
     t0 = time.perf_counter()
     if not (model_dir / "config.json").exists():
         log.info("[%s] train: %d images", factor, len(images))
-        train_model(images, masks, tc, model_dir)
+        train_in_subprocess(images, masks, tc, model_dir)
     cost = json.loads((model_dir / "cost.json").read_text())
     log.info("[%s] train: done in %.1f s", factor, time.perf_counter() - t0)
     return mark_done(plan, factor, "train", {"model": str(model_dir), **{k: cost.get(k) for k in

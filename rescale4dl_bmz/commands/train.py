@@ -47,8 +47,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--learning-rate", type=float)
     p.add_argument("--validation-fraction", type=float, help="share of images (or patches) to validate on (0.1)")
-    p.add_argument("--min-foreground", type=float, help="U-Net: keep patches with at least this foreground share (0.05)")
-    p.add_argument("--early-stopping", type=int, metavar="EPOCHS", help="stop after this many epochs without improvement")
+    p.add_argument("--min-foreground", type=float,
+                   help="U-Net: keep patches with at least this foreground share (0.05)")
+    p.add_argument("--early-stopping", type=int, metavar="EPOCHS",
+                   help="stop after this many epochs without improvement")
     p.add_argument("--no-augment", action="store_true", help="turn augmentation off")
     p.add_argument("--seed", type=int)
     p.add_argument("--overwrite", action="store_true", help="replace an existing MODEL folder")

@@ -1,0 +1,326 @@
+"""Train one model (U-Net for the semantic task, StarDist for the instance task) into a folder.
+
+Everything the user can get wrong is checked before the first step (InputError). Training
+runs in a hidden temporary folder that is renamed to the model folder at the end. Seeds are
+fixed and TensorFlow's op determinism is on during training (by default when no GPU is
+visible), so a rerun on CPU gives the same weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import math
+import platform
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..dataset import label_dtype, write_json
+from ..errors import InputError
+from ..factors import parse_factor
+from .config import TrainConfig
+from .normalize import percentile_normalize
+from .patches import Split, patch_size_for_factor, split_data
+from .store import (CONFIG_FILE, COST_FILE, LOG_FILE, RF_FILE, SPLIT_FILE, UNET_FILE,
+                    check_output_folder, staging_folder)
+
+log = logging.getLogger("rescale4dl_bmz.models")
+
+Progress = Callable[[dict], None]
+
+
+@dataclass
+class TrainResult:
+    """What a finished training run wrote, in memory."""
+
+    folder: Path
+    config: TrainConfig  # resolved: patch size, batch size, learning rate, steps per epoch
+    history: list = field(default_factory=list)  # one dict per epoch (the training log rows)
+    cost: dict = field(default_factory=dict)
+    receptive_field: dict = field(default_factory=dict)
+    split: dict = field(default_factory=dict)
+    thresholds: dict | None = None  # StarDist {"prob", "nms"}
+
+    @property
+    def task(self) -> str:
+        return self.config.task
+
+
+# ----------------------------------------------------------------------------- checks
+
+def _check_pairs(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], names: Sequence[str]) -> None:
+    if len(images) != len(masks):
+        raise InputError(f"{len(images)} images but {len(masks)} masks")
+    if not images:
+        raise InputError("no training images given")
+    for name, im, m in zip(names, images, masks):
+        im, m = np.asarray(im), np.asarray(m)
+        if im.ndim != 2:
+            raise InputError(f"image {name}: expected a 2D image, got shape {im.shape}")
+        if m.shape != im.shape:
+            raise InputError(f"mask {name}: shape {m.shape} differs from its image {im.shape}")
+        if not (np.issubdtype(m.dtype, np.integer) or m.dtype == bool):
+            raise InputError(f"mask {name}: labels must be integers, got {m.dtype}")
+        if m.size and m.min() < 0:
+            raise InputError(f"mask {name}: negative labels (min {m.min()})")
+
+
+def _training_labels(masks: Sequence[np.ndarray], cfg: TrainConfig, names: Sequence[str]) -> list[np.ndarray]:
+    """What the network learns: 0/1/2 maps for the semantic task, instance labels for StarDist."""
+    if not any(np.any(m) for m in masks):
+        raise InputError("the masks hold no objects (every mask is empty): nothing to learn")
+    empty = [n for n, m in zip(names, masks) if not np.any(m)]
+    if empty:
+        log.warning("%d mask(s) without objects: %s", len(empty), ", ".join(empty[:8]))
+    if cfg.task == "instance":
+        return [label_dtype(np.asarray(m)) for m in masks]
+    if cfg.masks_are_semantic:
+        n = cfg.architecture.n_labels
+        for name, m in zip(names, masks):
+            top = int(np.max(m))
+            if top >= n:
+                raise InputError(f"mask {name}: value {top} is not a semantic label 0..{n - 1} "
+                                 "(instance masks need masks_are_semantic off)")
+        return [np.asarray(m, np.uint8) for m in masks]
+    from ..labels import instance_to_semantic
+
+    return [np.asarray(instance_to_semantic(np.asarray(m), style=cfg.label_style), np.uint8) for m in masks]
+
+
+def resolve_patch_size(cfg: TrainConfig, min_side: int) -> int:
+    """The patch side for this run (explicit, or the same-FOV rule of the factor)."""
+    div = cfg.divisor
+    if cfg.patch_size is not None:
+        if cfg.patch_size > min_side:
+            raise InputError(f"patch size {cfg.patch_size} px is larger than the smallest image side ({min_side} px)")
+        return cfg.patch_size
+    scale = parse_factor(cfg.factor).scale
+    margin = 0 if cfg.is_unet else 1
+    p = patch_size_for_factor(scale, cfg.base_patch_size, cfg.max_patch_size, min_side, div, margin)
+    if p < 2 * div:
+        raise InputError(f"images too small for this network: the smallest side is {min_side} px, "
+                         f"patches must be at least {2 * div} px and a multiple of {div}")
+    target = min(cfg.base_patch_size / scale, cfg.max_patch_size)
+    if p < target:
+        log.warning("patch size %d px (rule: %d px at %s) limited by the smallest image side (%d px)",
+                    p, int(target), cfg.factor, min_side)
+    return p
+
+
+def _budget(cfg: TrainConfig, n_train: int) -> tuple[int, int, int]:
+    """(epochs, steps_per_epoch, total steps)."""
+    spe = cfg.steps_per_epoch or max(1, math.ceil(n_train / cfg.batch_size))
+    if cfg.steps is not None:
+        spe = min(spe, cfg.steps)
+        return math.ceil(cfg.steps / spe), spe, cfg.steps
+    return cfg.epochs, spe, cfg.epochs * spe
+
+
+# ----------------------------------------------------------------------------- entry points
+
+def train_model(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], config: TrainConfig,
+                out_dir: str | Path, progress: Progress | None = None, *, names: Sequence[str] | None = None,
+                overwrite: bool = False) -> TrainResult:
+    """Train on in-memory 2D images and masks; write the model folder `out_dir` atomically.
+
+    `progress(record)` is called after each epoch with the training-log row plus "epochs".
+    """
+    t_start = time.perf_counter()
+    cfg = config.with_defaults()
+    names = [str(n) for n in names] if names is not None else [str(i) for i in range(len(images))]
+    if len(names) != len(images):
+        raise InputError(f"{len(names)} names for {len(images)} images")
+    _check_pairs(images, masks, names)
+    check_output_folder(out_dir, overwrite)
+    labels = _training_labels(masks, cfg, names)
+    norm = [percentile_normalize(im, cfg.normalization.low, cfg.normalization.high) for im in images]
+    min_side = min(min(im.shape) for im in norm)
+    patch = resolve_patch_size(cfg, min_side)
+    split = split_data(norm, labels, patch, fraction=cfg.validation_fraction, seed=cfg.seed,
+                       min_fg=cfg.min_foreground_fraction, whole_images=not cfg.is_unet, names=names)
+    if cfg.batch_size > len(split.train_x) and not cfg.is_unet:
+        log.info("batch size %d > %d training images: images repeat within a batch", cfg.batch_size, len(split.train_x))
+    epochs, spe, steps = _budget(cfg, len(split.train_x))
+    deterministic = cfg.deterministic if cfg.deterministic is not None else not _has_gpu()
+    cfg = cfg.model_copy(update={"patch_size": patch, "steps_per_epoch": spe, "deterministic": deterministic})
+    item = "patches" if cfg.is_unet or split.unit == "patch" else "images"
+    log.info("training %s (%s, factor %s): %d training / %d validation %s (split by %s), patch %d px, "
+             "%d epoch(s) x %d steps", cfg.architecture.kind, cfg.task, cfg.factor, len(split.train_x),
+             len(split.val_x), item, split.unit, patch, epochs, spe)
+
+    with staging_folder(out_dir, overwrite) as tmp:
+        t_train = time.perf_counter()
+        with _reproducible(cfg):
+            if cfg.is_unet:
+                out = _train_unet(split, cfg, tmp, epochs, spe, steps, progress)
+            else:
+                out = _train_stardist(split, cfg, tmp, epochs, spe, steps, progress)
+        rows, done_steps, rf, thresholds, n_params = out
+        train_time = time.perf_counter() - t_train
+        cost = {"wall_time_s": round(time.perf_counter() - t_start, 3), "train_time_s": round(train_time, 3),
+                "steps": done_steps, "epochs": len(rows), "pixels_seen": int(done_steps * cfg.batch_size * patch ** 2),
+                "patch_size": patch, "batch_size": cfg.batch_size, "n_train": len(split.train_x),
+                "n_val": len(split.val_x), "n_parameters": n_params, "device": _device(), "versions": _versions()}
+        write_json(tmp / CONFIG_FILE, cfg.model_dump(mode="json"))
+        write_json(tmp / RF_FILE, rf)
+        write_json(tmp / SPLIT_FILE, split.summary())
+        write_json(tmp / COST_FILE, cost)
+    log.info("model written to %s (%.1f s, %d steps)", out_dir, cost["wall_time_s"], done_steps)
+    return TrainResult(Path(out_dir), cfg, rows, cost, rf, split.summary(), thresholds)
+
+
+def train_folder(images_dir: str | Path, masks_dir: str | Path, config: TrainConfig, out_dir: str | Path,
+                 channel: int | None = None, progress: Progress | None = None, overwrite: bool = False) -> TrainResult:
+    """Train on the image/mask pairs of two folders (paired by file name)."""
+    from ..dataset import Pair, dataset_pixel_size, ensure_outside, inspect_dataset, read_pair
+
+    ensure_outside(out_dir, images_dir, masks_dir)
+    infos = inspect_dataset(images_dir, masks_dir, channel)
+    if config.pixel_size_um is None:
+        size = dataset_pixel_size(infos)
+        if size is not None:
+            config = config.model_copy(update={"pixel_size_um": size})
+    pairs = [read_pair(Pair(i.name, i.image, i.mask), channel) for i in infos]
+    return train_model([p[0] for p in pairs], [p[1] for p in pairs], config, out_dir, progress,
+                       names=[i.name for i in infos], overwrite=overwrite)
+
+
+# ----------------------------------------------------------------------------- the two networks
+
+def _callbacks(cfg: TrainConfig, tmp: Path, epochs: int, steps: int, progress: Progress | None) -> tuple:
+    from .callbacks import EpochLog, StepBudget, keras
+
+    budget = StepBudget(steps)
+    extra = [budget]
+    if cfg.early_stopping_patience is not None:
+        extra.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.early_stopping_patience))
+    logger = EpochLog(tmp / LOG_FILE, epochs, budget, progress)
+    return budget, logger, extra
+
+
+def _train_unet(split: Split, cfg: TrainConfig, tmp: Path, epochs: int, spe: int, steps: int,
+                progress: Progress | None) -> tuple:
+    from .augment import batch_stream
+    from .callbacks import BestWeights, keras
+    from .unet import analytic_unet_rf, build_from_config
+
+    model = build_from_config(cfg.architecture)
+    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
+                  loss=keras.losses.SparseCategoricalCrossentropy())
+    budget, logger, extra = _callbacks(cfg, tmp, epochs, steps, progress)
+    best = BestWeights("val_loss")
+    reduce = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=cfg.reduce_lr_factor,
+                                               patience=cfg.reduce_lr_patience, min_lr=cfg.min_learning_rate)
+    x_val = np.stack(split.val_x)[..., None].astype(np.float32)
+    y_val = np.stack(split.val_y).astype(np.int32)
+    stream = batch_stream(np.stack(split.train_x), np.stack(split.train_y), cfg.batch_size, cfg.seed,
+                          cfg.augmentation)
+    model.fit(stream, steps_per_epoch=spe, epochs=epochs, validation_data=(x_val, y_val), shuffle=False,
+              validation_batch_size=cfg.batch_size, callbacks=[reduce, *extra, best, logger], verbose=0)
+    stream.close()
+    gc.collect()  # finalise TensorFlow's generator iterator while Python is still alive
+    # save an uncompiled copy (no optimiser state): input (None, None, 1), output the softmax
+    clean = build_from_config(cfg.architecture)
+    clean.set_weights(model.get_weights())
+    clean.save(tmp / UNET_FILE)
+    rf = _rf_record(clean, cfg)
+    rf["formula_px"] = analytic_unet_rf(cfg.architecture.depth)  # 14 * 2^depth - 7
+    rf["best_epoch"] = best.best_epoch + 1
+    return logger.rows, budget.steps, rf, None, int(clean.count_params())
+
+
+def _train_stardist(split: Split, cfg: TrainConfig, tmp: Path, epochs: int, spe: int, steps: int,
+                    progress: Progress | None) -> tuple:
+    from .augment import augment_pair
+    from .prediction import stardist_tiles
+    from .stardist_model import new_stardist, quiet, stardist_config, stardist_rf_estimate
+
+    conf = stardist_config(cfg, split.patch_size, epochs, spe)
+    model = new_stardist(conf, tmp)
+    model.prepare_for_training()
+    budget, logger, extra = _callbacks(cfg, tmp, epochs, steps, progress)
+    model.callbacks += [*extra, logger]
+    rng = np.random.default_rng(cfg.seed)
+    augmenter = (lambda x, y: augment_pair(x, y, rng, cfg.augmentation))  # noqa: E731
+    with quiet(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*shuffle=True.*")  # StarDist feeds Keras a generator
+        model.train(split.train_x, split.train_y, validation_data=(split.val_x, split.val_y),
+                    augmenter=augmenter, seed=cfg.seed, epochs=epochs, steps_per_epoch=spe)
+    log.info("optimising StarDist thresholds on %d validation item(s)", len(split.val_x))
+    with quiet(stderr=True):
+        largest = tuple(max(x.shape[i] for x in split.val_x) for i in (0, 1))
+        tiles = stardist_tiles(largest, max(1024, split.patch_size))
+        thresholds = model.optimize_thresholds(split.val_x, split.val_y, nms_threshs=list(cfg.nms_thresholds),
+                                               predict_kwargs={"n_tiles": tiles, "show_tile_progress": False})
+    rf = _rf_record(model.keras_model, cfg)
+    rf["stardist_estimate_px"] = stardist_rf_estimate(model)
+    n_params = int(model.keras_model.count_params())
+    return logger.rows, budget.steps, rf, {k: float(v) for k, v in thresholds.items()}, n_params
+
+
+def _rf_record(model, cfg: TrainConfig) -> dict:
+    """Analytic and measured receptive field of the trained network (receptive_field.json)."""
+    from .receptive_field import analytic_receptive_field, empirical_receptive_field
+
+    analytic = analytic_receptive_field(model)
+    phases = 2 ** cfg.architecture.depth
+    out = {"analytic_px": analytic,
+           "analytic_method": "layer arithmetic on the built network (= mean over pooling phases)"}
+    out.update(empirical_receptive_field(model, phases=phases, divisor=cfg.divisor, n_trials=2,
+                                         seed=cfg.seed, start=analytic + 4 * cfg.divisor))
+    if cfg.pixel_size_um is not None:
+        out["analytic_um"] = out["analytic_px"] * cfg.pixel_size_um
+    return out
+
+
+# ----------------------------------------------------------------------------- environment
+
+@contextlib.contextmanager
+def _reproducible(cfg: TrainConfig):
+    """Seed Python, NumPy and TensorFlow; deterministic TF ops during the block (restored after)."""
+    import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config
+
+    from .callbacks import keras
+
+    keras.utils.set_random_seed(cfg.seed)
+    was_on = tf_config.is_op_determinism_enabled()
+    if cfg.deterministic and not was_on:
+        tf.config.experimental.enable_op_determinism()
+    try:
+        yield
+    finally:
+        if cfg.deterministic and not was_on:
+            tf_config.disable_op_determinism()
+
+
+def _has_gpu() -> bool:
+    from . import require_tensorflow_backend
+
+    require_tensorflow_backend()
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def _device() -> str:
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    return f"GPU ({len(gpus)})" if gpus else f"CPU ({platform.processor() or platform.machine()})"
+
+
+def _versions() -> dict:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("tensorflow", "tensorflow-cpu", "keras", "stardist", "csbdeep", "numpy"):
+        with contextlib.suppress(md.PackageNotFoundError):
+            out[pkg] = md.version(pkg)
+    return out
