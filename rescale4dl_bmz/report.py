@@ -57,6 +57,9 @@ def plot_iou_vs_coverage(per_image: pd.DataFrame, summary: pd.DataFrame, path: s
         bp = ax.boxplot(data, positions=xs, widths=widths, patch_artist=True, manage_ticks=False)
         for patch, name in zip(bp["boxes"], labels):
             patch.set_facecolor("#f4a261" if name == chosen else "#8ecae6")
+        for x, vals, name in zip(xs, data, labels):  # every image's IoU on top of its box
+            ax.plot(np.full(len(vals), x), vals, "o", ms=5, alpha=0.8,
+                    color="#e76f51" if name == chosen else "#023047")
         for x, name in zip(xs, labels):
             ax.annotate(name, (x, 1.02), xycoords=("data", "axes fraction"), ha="center", fontsize=8,
                         fontweight="bold" if name == chosen else "normal")
