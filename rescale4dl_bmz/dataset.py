@@ -128,20 +128,9 @@ def read_mask(path: str | Path) -> np.ndarray:
     arr, axes = _squeeze_axes(*_read_raw(path))
     if arr.ndim != 2:
         raise InputError(f"{path}: a mask must be 2D, got shape {arr.shape} (axes {axes})")
-    if arr.dtype == bool:
-        return arr.astype(np.uint8)
-    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise InputError(f"{path}: mask has unsupported pixel type {arr.dtype}")
-    if arr.size and arr.min() < 0:
-        raise InputError(f"{path}: mask has negative values (min {arr.min()}); labels must be >= 0")
-    if np.issubdtype(arr.dtype, np.floating):
-        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
-            raise InputError(f"{path}: mask has non-integer values; labels must be whole numbers")
-        top = arr.max() if arr.size else 0
-        if top > np.iinfo(np.uint32).max:
-            raise InputError(f"{path}: mask label {top} does not fit 32 bits")
-        arr = arr.astype(np.uint32)
-    return label_dtype(arr)
+    from .label_arrays import check_labels
+
+    return label_dtype(check_labels(arr, f"{path}: mask"))
 
 
 def label_dtype(labels: np.ndarray) -> np.ndarray:

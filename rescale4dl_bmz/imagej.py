@@ -363,25 +363,17 @@ def _atomic_tif(path: str | Path) -> Iterator[Path]:
 
 def _exchange_array(mask: np.ndarray, name: str) -> np.ndarray:
     """A label array ImageJ reads exactly: uint8/uint16, or float32 for labels up to 2^24."""
-    mask = np.asarray(mask)
-    if mask.ndim != 2:
-        raise InputError(f"{name}: a mask must be 2D, got shape {mask.shape}")
-    if mask.dtype == bool:
-        return mask.astype(np.uint8)
-    if not (np.issubdtype(mask.dtype, np.integer) or np.issubdtype(mask.dtype, np.floating)):
-        raise InputError(f"{name}: unsupported pixel type {mask.dtype}")
-    if mask.size and mask.min() < 0:
-        raise InputError(f"{name}: negative labels (min {mask.min()})")
+    from .label_arrays import check_labels
+
+    mask = check_labels(mask, name)
     top = mask.max() if mask.size else 0
     if top > MAX_EXACT_LABEL:
         raise InputError(f"{name}: label {top} is above 2^24, which ImageJ's 32-bit float images cannot hold "
                          "exactly; use the python engine")
     if mask.dtype in (np.uint8, np.uint16):
         return mask
-    if top <= np.iinfo(np.uint16).max and (np.issubdtype(mask.dtype, np.integer) or np.all(mask == np.round(mask))):
+    if top <= np.iinfo(np.uint16).max:
         return mask.astype(np.uint16)
-    if np.issubdtype(mask.dtype, np.floating) and np.any(mask != np.round(mask)):
-        raise InputError(f"{name}: non-integer labels")
     return mask.astype(np.float32)
 
 

@@ -24,25 +24,14 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import InputError
+from .label_arrays import check_labels
 
 BACKGROUND, INNER, EDGE = 0, 1, 2
 STYLES = ("deepbacs", "inner")
 
 
 def _as_labels(mask: np.ndarray, what: str = "mask") -> np.ndarray:
-    mask = np.asarray(mask)
-    if mask.ndim != 2:
-        raise InputError(f"{what} must be 2D, got shape {mask.shape}")
-    if mask.dtype == bool:
-        return mask.view(np.uint8)
-    if np.issubdtype(mask.dtype, np.floating):
-        if mask.size and (not np.all(np.isfinite(mask)) or np.any(mask != np.round(mask))):
-            raise InputError(f"{what} has non-integer values; labels must be whole numbers")
-    elif not np.issubdtype(mask.dtype, np.integer):
-        raise InputError(f"{what} has unsupported pixel type {mask.dtype}")
-    if mask.size and np.issubdtype(mask.dtype, np.signedinteger) and mask.min() < 0:
-        raise InputError(f"{what} has negative labels (min {mask.min()})")
-    return mask
+    return check_labels(mask, what)
 
 
 def label_boundaries(mask: np.ndarray) -> np.ndarray:

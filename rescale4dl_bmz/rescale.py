@@ -30,6 +30,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .errors import InputError
+from .label_arrays import check_labels
 from .factors import Factor, parse_factor
 
 MODES = ("aligned", "rescale4dl")
@@ -115,22 +116,9 @@ def labels_dtype(max_label: int) -> type:
 
 def as_labels(mask: np.ndarray) -> np.ndarray:
     """A 2D mask as uint16/uint32 labels; negative, non-integer or non-finite values are refused."""
-    mask = np.asarray(mask)
-    if mask.ndim != 2:
-        raise InputError(f"expected a 2D mask, got shape {mask.shape}")
-    if mask.dtype == bool:
-        return mask.astype(np.uint16)
-    if not (np.issubdtype(mask.dtype, np.integer) or np.issubdtype(mask.dtype, np.floating)):
-        raise InputError(f"mask has unsupported pixel type {mask.dtype}")
-    if mask.size == 0:
-        return mask.astype(np.uint16)
-    lo, hi = mask.min(), mask.max()
-    if np.issubdtype(mask.dtype, np.floating):
-        if not (np.isfinite(lo) and np.isfinite(hi)) or np.any(mask != np.round(mask)):
-            raise InputError("mask has non-integer values; labels must be whole numbers")
-    if lo < 0:
-        raise InputError(f"mask has negative values (min {lo}); labels must be >= 0")
-    return mask.astype(labels_dtype(int(hi)), copy=False)
+    labels = check_labels(mask, "mask")
+    top = int(labels.max()) if labels.size else 0
+    return labels.astype(labels_dtype(top), copy=False)
 
 
 def crop_to_multiple(array: np.ndarray, step: int) -> np.ndarray:
