@@ -20,6 +20,8 @@ import numpy as np
 from .errors import InputError
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 # Length units as ImageJ / OME write them, in micrometres.
 _UNIT_IN_UM = {
@@ -205,6 +207,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

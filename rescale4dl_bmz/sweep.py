@@ -106,20 +106,15 @@ def check_package(config: SweepConfig):
 
 def _check_patch_sizes(config: SweepConfig, factors: list[Factor], min_side: int) -> None:
     """Every factor's patch must fit its images and be divisible by 2^depth (before any work)."""
-    from .models.patches import patch_size_for_factor
+    from .models.training import resolve_patch_size
 
     for f in factors:
-        tc = config.train_config(f.name).with_defaults()
         side = f.shape((min_side, min_side))[0]
-        if tc.patch_size is not None:
-            patch = tc.patch_size
-            if patch > side:
-                raise InputError(f"training.patch_size {patch} is larger than the images at {f.name} ({side} px)")
-        else:
-            patch = patch_size_for_factor(f.scale, tc.base_patch_size, tc.max_patch_size, side, tc.divisor)
-        if patch < tc.divisor:
-            raise InputError(f"images of {min_side} px are too small at {f.name} ({side} px) for a network that "
-                             f"needs multiples of {tc.divisor} px; drop that factor or use bigger images")
+        try:
+            resolve_patch_size(config.train_config(f.name).with_defaults(), side)
+        except InputError as exc:
+            raise InputError(f"factor {f.name} (images {side} px): {exc}; drop that factor or use bigger "
+                             "images") from None
 
 
 def prepare(config: SweepConfig) -> Plan:
