@@ -220,6 +220,13 @@ def write_text(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
+def write_csv(path: str | Path, table) -> Path:
+    """A DataFrame as CSV, atomically (full float precision, NaN as an empty cell)."""
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+    return Path(path)
+
+
 def write_json(path: str | Path, data) -> Path:
     return write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
 

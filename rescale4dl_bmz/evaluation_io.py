@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .dataset import IMAGE_SUFFIXES, atomic_path, list_images, read_mask, read_pixel_size
+from .dataset import IMAGE_SUFFIXES, list_images, read_mask, read_pixel_size, write_csv
 from .errors import InputError
 from .evaluation import evaluate_native, evaluate_pair, per_image_table, per_object_table
 from .factors import Factor, parse_factor
@@ -216,8 +216,4 @@ def evaluate_folders(gt_dir: str | Path, pred_dir: str | Path, task: str, *,
     return per_object_table(objects), per_image_table(images)
 
 
-def write_table(path: str | Path, table) -> Path:
-    """Write a DataFrame as CSV atomically (full float precision, NaN as an empty cell)."""
-    with atomic_path(path) as tmp:
-        table.to_csv(tmp, index=False)
-    return Path(path)
+write_table = write_csv  # the evaluate command's name for it

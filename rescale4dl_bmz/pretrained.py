@@ -690,7 +690,7 @@ class PackagedModel:
         self.tile_size = int(tile_size)
         self._pp = pipeline
         self._workdir = workdir  # keeps unpacked TensorFlow weights alive
-        ipt, out = descr.inputs[0], descr.outputs[0]
+        ipt = descr.inputs[0]
         self._in_dims = tuple(str(a.id) for a in ipt.axes)
         space = tuple(str(a.id) for a in ipt.axes if a.type == "space")
         self._space = ("y", "x") if set(space) == {"y", "x"} else space  # image rows, columns

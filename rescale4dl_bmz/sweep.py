@@ -16,14 +16,14 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .config import SweepConfig
-from .dataset import (Pair, dataset_pixel_size, ensure_outside, inspect_dataset, read_mask, read_pair, write_json,
-                      write_text, write_tiff)
+from .dataset import (Pair, dataset_pixel_size, ensure_outside, inspect_dataset, read_mask, read_pair,
+                      write_csv, write_json, write_text, write_tiff)
 from .errors import InputError
 from .factors import Factor, coarsest_step, crop_slices, parse_factor
 
@@ -155,10 +155,7 @@ def prepare(config: SweepConfig) -> Plan:
                                   "package": plan.package})
     import pandas as pd
 
-    from .dataset import atomic_path
-
-    with atomic_path(out / "advice.csv") as tmp:
-        pd.DataFrame([a.as_dict() for a in advice]).to_csv(tmp, index=False)
+    write_csv(out / "advice.csv", pd.DataFrame([a.as_dict() for a in advice]))
     log.info("%d images (%d train, %d test), pixel size %s, factors %s%s", len(infos), len(train), len(test),
              f"{pixel:.4g} µm" if pixel else "unknown", " ".join(run_factors),
              f"; pruned {', '.join(pruned)}" if pruned else "")
@@ -338,14 +335,6 @@ def stage_evaluate(config: SweepConfig, plan: Plan, factor: str) -> dict:
     return mark_done(plan, factor, "evaluate", {"iou_sampled": ious["sampled"], "iou_native": ious["native"]})
 
 
-def write_csv(path: str | Path, table) -> Path:
-    from .dataset import atomic_path
-
-    with atomic_path(path) as tmp:
-        table.to_csv(tmp, index=False)
-    return Path(path)
-
-
 # ----------------------------------------------------------------------------- finish
 
 @dataclass
@@ -383,7 +372,6 @@ def finish(config: SweepConfig, plan: Plan, outcomes: list[Outcome]) -> dict:
     import pandas as pd
 
     from .evaluation import summarize
-    from .factors import parse_factor as pf
 
     out = Path(plan.out)
     done = [o.factor for o in outcomes if o.status == "done"]
@@ -400,7 +388,7 @@ def finish(config: SweepConfig, plan: Plan, outcomes: list[Outcome]) -> dict:
     write_csv(out / "per_object.csv", per_object)
     summary = summarize(per_image, per_object, tau=config.tau_s)
     summary = summary.merge(costs, on="factor", how="outer")
-    summary["scale"] = [pf(f).scale for f in summary["factor"]]
+    summary["scale"] = [parse_factor(f).scale for f in summary["factor"]]
     summary = summary.sort_values(["grid", "scale"], na_position="last", kind="stable")
     write_csv(out / "summary.csv", summary)
     result["summary_csv"] = str(out / "summary.csv")
@@ -410,9 +398,7 @@ def finish(config: SweepConfig, plan: Plan, outcomes: list[Outcome]) -> dict:
     finished = summary[summary["status"] == "done"]
     selection = select_factor(finished, per_image, config.criterion, config.tolerance,
                               pixel_size_um=plan.pixel_size_um)
-    from .dataset import write_json as wj
-
-    wj(out / "selection.json", selection.to_dict())
+    write_json(out / "selection.json", selection.to_dict())
     result.update(chosen=selection.factor, pixel_size=selection.pixel_size_text, reason=selection.reason)
     acquisition = acquisition_plan(config, plan, finished, selection)
     write_csv(out / "plan.csv", acquisition)
@@ -441,6 +427,8 @@ def acquisition_plan(config: SweepConfig, plan: Plan, finished, selection):
 
 def draw_figures(config: SweepConfig, plan: Plan, summary, per_image, per_object, chosen: str) -> dict:
     """The paper-style figures of this sweep (paths by name)."""
+    import pandas as pd
+
     from .report import plot_diameter_distributions, plot_examples, plot_iou_vs_coverage
 
     fig = Path(plan.out) / "figures"
@@ -452,17 +440,11 @@ def draw_figures(config: SweepConfig, plan: Plan, summary, per_image, per_object
                                                     title=f"{config.task} segmentation, {grid} grid")
     gt = per_object[per_object["source"] == "gt"].rename(columns={"diameter": "gt_diameter"})
     pr = per_object[per_object["source"] == "pred"].rename(columns={"diameter": "pred_diameter"})
-    both = pd_concat([gt, pr])
+    both = pd.concat([gt, pr], ignore_index=True)
     paths["diameters"] = plot_diameter_distributions(both, fig / "diameters.png", "gt_diameter", "pred_diameter")
     paths["examples"] = plot_examples(example_crops(config, plan, list(done.drop_duplicates("factor")["factor"])),
                                       fig / "examples.png")
     return paths
-
-
-def pd_concat(frames):
-    import pandas as pd
-
-    return pd.concat(frames, ignore_index=True)
 
 
 def example_crops(config: SweepConfig, plan: Plan, factors: list[str], field_px: int = 128) -> list:
