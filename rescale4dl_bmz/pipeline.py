@@ -50,14 +50,16 @@ def _tasks():
     }
 
 
-def sweep_flow_fn(config: SweepConfig) -> dict:
-    """Body of the flow: prepare, advance every factor through its stages, then finish."""
+def sweep_flow_fn(config: SweepConfig, plan=None) -> dict:
+    """Body of the flow: prepare (unless a validated `plan` is given), advance every factor through
+    its stages, then finish."""
     from prefect.futures import as_completed
 
     from .sweep import STAGES, Outcome, publish_artifacts
 
     tasks = _tasks()
-    plan = tasks["prepare"](config)
+    if plan is None:
+        plan = tasks["prepare"](config)
     stages = [s for s in STAGES if not (s == "train" and config.model is not None)]
     outcomes = {f: Outcome(factor=f) for f in plan.run_factors}
     pending = {tasks[stages[0]].submit(config, plan, f): (f, 0) for f in plan.run_factors}
@@ -103,7 +105,7 @@ def run_sweep(config: SweepConfig) -> dict:
     """Run the sweep flow (ephemeral API unless PREFECT_API_URL points at a server)."""
     from .sweep import prepare
 
-    prepare(config)  # bad data or config fail here, before Prefect starts
+    plan = prepare(config)  # bad data or config fail here, before Prefect starts
     configure_prefect(config.out)
     run_name = f"{Path(config.images).parent.name or 'sweep'}-{config.task}"
-    return make_flow(config).with_options(flow_run_name=run_name)(config)
+    return make_flow(config).with_options(flow_run_name=run_name)(config, plan)
