@@ -220,6 +220,20 @@ def write_text(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
+def read_json_object(path: str | Path, missing: str | None = None) -> dict:
+    """A JSON file holding an object; `missing` is the message when the file is absent."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(missing or f"{path}: file not found") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot be read as JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a JSON object")
+    return data
+
+
 def write_csv(path: str | Path, table) -> Path:
     """A DataFrame as CSV, atomically (full float precision, NaN as an empty cell)."""
     with atomic_path(path) as tmp:

@@ -15,7 +15,6 @@ Only `run.json` and `summary.csv` are required; every problem is an `InputError`
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,15 +98,9 @@ def load_run(run_dir: str | Path, pixel_size_um: float | None = None) -> SweepRu
 
 
 def _read_run_json(file: Path) -> dict:
-    if not file.is_file():
-        raise InputError(f"{file.parent} is not a sweep run folder: {file.name} is missing")
-    try:
-        meta = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{file}: cannot be read as JSON ({exc})") from None
-    if not isinstance(meta, dict):
-        raise InputError(f"{file}: expected a JSON object")
-    return meta
+    from .dataset import read_json_object
+
+    return read_json_object(file, f"{file.parent} is not a sweep run folder: {file.name} is missing")
 
 
 def _read_csv(file: Path, columns: tuple[str, ...], required: bool) -> pd.DataFrame | None:

@@ -8,7 +8,6 @@ thresholds optimised on the validation split (MODEL/stardist/thresholds.json).
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,13 +37,9 @@ class Network:
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: cannot be read as JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: expected a JSON object")
-    return data
+    from ..dataset import read_json_object
+
+    return read_json_object(path)
 
 
 def check_model_folder(model_dir: Path) -> dict:

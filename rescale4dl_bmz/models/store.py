@@ -6,7 +6,6 @@ The folder format is documented in `rescale4dl_bmz.models` (package docstring).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 import shutil
@@ -72,12 +71,9 @@ def _new_dir(parent: Path, prefix: str, suffix: str) -> Path:
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path.parent}: not a trained model folder ({path.name} is missing)") from None
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: cannot be read ({exc})") from None
+    from ..dataset import read_json_object
+
+    return read_json_object(path, f"{path.parent}: not a trained model folder ({path.name} is missing)")
 
 
 class TrainedModel:
