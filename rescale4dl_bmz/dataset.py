@@ -241,6 +241,19 @@ def write_csv(path: str | Path, table) -> Path:
     return Path(path)
 
 
+# columns that hold names: read as text, so image "00003" stays "00003" and "NA" stays "NA"
+NAME_COLUMNS = ("image", "name", "factor", "grid", "status", "source", "task", "stage")
+
+
+def read_csv(path: str | Path):
+    """A table written by `write_csv`: name columns as strings, empty cells as NaN."""
+    import pandas as pd
+
+    header = pd.read_csv(path, nrows=0).columns
+    return pd.read_csv(path, dtype={c: str for c in NAME_COLUMNS if c in header}, keep_default_na=False,
+                       na_values=[""])
+
+
 def write_json(path: str | Path, data) -> Path:
     return write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
 

@@ -3,3 +3,31 @@
 
 class InputError(ValueError):
     """Invalid user input (file, folder, option). The message names the culprit and the problem."""
+
+
+# Exit codes of the `rescale4dl` command (one contract for CLI, Python and Prefect).
+EXIT_OK = 0               # every requested factor finished
+EXIT_INTERNAL = 1         # a bug or an unexpected fault
+EXIT_INPUT = 2            # bad input or options, refused before any work
+EXIT_PARTIAL = 3          # the sweep finished, but at least one factor failed: results are partial
+
+
+class FactorFailed(RuntimeError):
+    """One factor's stage failed. `cause` is one line in plain words; `log` holds the whole story."""
+
+    def __init__(self, factor: str, stage: str, cause: str, log: str | None = None):
+        self.factor, self.stage, self.cause, self.log = factor, stage, cause, log
+        where = f" (full log: {log})" if log else ""
+        super().__init__(f"factor {factor} failed in {stage}: {cause}{where}")
+
+    def __reduce__(self):  # keep the fields across processes (Dask) and Prefect's result store
+        return type(self), (self.factor, self.stage, self.cause, self.log)
+
+    def as_dict(self) -> dict:
+        return {"stage": self.stage, "cause": self.cause, "log": self.log}
+
+
+def one_line(exc: BaseException) -> str:
+    """`Type: first line of the message`, the way a person wants a failure summarised."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

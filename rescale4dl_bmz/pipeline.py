@@ -50,9 +50,10 @@ def _tasks():
     }
 
 
-def sweep_flow_fn(config: SweepConfig, plan=None) -> dict:
+def sweep_flow_fn(config: SweepConfig, plan=None):
     """Body of the flow: prepare (unless a validated `plan` is given), advance every factor through
-    its stages, then finish."""
+    its stages, then finish. The flow run ends Failed (its message naming each failed factor, its
+    data the summary) when any factor failed, Completed otherwise."""
     from prefect.futures import as_completed
 
     from .sweep import STAGES, Outcome, publish_artifacts
@@ -74,11 +75,17 @@ def sweep_flow_fn(config: SweepConfig, plan=None) -> dict:
             else:
                 outcomes[factor].status = "done"
         else:
-            outcomes[factor].status = "failed"
-            outcomes[factor].error = f"{stages[i]}: {type(result).__name__}: {result}"
-            log.error("[%s] failed in %s: %s", factor, stages[i], result)
+            outcomes[factor].fail(stages[i], result)
+            log.error("%s", result)
     summary = tasks["finish"](config, plan, list(outcomes.values()))
     publish_artifacts(Path(config.out), summary)
+    if summary.get("failed"):
+        from prefect.states import Failed
+
+        failed = summary["failed"]
+        return Failed(message=f"{len(failed)} of {len(outcomes)} factor(s) failed: "
+                              + "; ".join(f"{f} in {v['stage']}: {v['cause']}" for f, v in failed.items()),
+                      data=summary)
     return summary
 
 
@@ -102,10 +109,15 @@ def make_flow(config: SweepConfig):
 
 
 def run_sweep(config: SweepConfig) -> dict:
-    """Run the sweep flow (ephemeral API unless PREFECT_API_URL points at a server)."""
+    """Run the sweep flow (ephemeral API unless PREFECT_API_URL points at a server); returns the
+    summary, also when factors failed (then `summary["failed"]` is not empty)."""
     from .sweep import prepare
 
     plan = prepare(config)  # bad data or config fail here, before Prefect starts
     configure_prefect(config.out)
     run_name = f"{Path(config.images).parent.name or 'sweep'}-{config.task}"
-    return make_flow(config).with_options(flow_run_name=run_name)(config, plan)
+    state = make_flow(config).with_options(flow_run_name=run_name)(config, plan, return_state=True)
+    summary = state.result(raise_on_failure=False)
+    if isinstance(summary, BaseException):  # the flow itself broke (not a factor)
+        raise summary
+    return summary

@@ -44,7 +44,9 @@ INFERENCE_TIME_COLUMNS = ("inference_s_per_image", "predict_s_per_image", "infer
 
 @dataclass(frozen=True)
 class Selection:
-    """The chosen factor and why. `gains` compare it with og: {name: {"ratio", "basis"}}."""
+    """The chosen factor and why. `gains` compare it with `baseline` (og, or the finest finished
+    factor when og did not finish): {name: {"ratio", "basis"}}. `caveat` says, first, what the
+    answer cannot rest on (factors that failed), or is None."""
 
     factor: str
     scale: float
@@ -55,6 +57,15 @@ class Selection:
     best_factor: str
     gains: dict = field(default_factory=dict)
     table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    baseline: str = "og"
+    caveat: str | None = None
+    failed: dict = field(default_factory=dict)  # factor -> stage it failed in
+
+    @property
+    def statement(self) -> str:
+        """The recommendation in words, the caveat first."""
+        text = f"recommended pixel size: {self.pixel_size_text} (factor {self.factor}); {self.reason}"
+        return f"{self.caveat} {text[0].upper()}{text[1:]}" if self.caveat else text
 
     @property
     def pixel_size_text(self) -> str:
@@ -66,7 +77,8 @@ class Selection:
         return {
             "factor": self.factor, "scale": self.scale, "pixel_size_um": self.pixel_size_um,
             "pixel_size": self.pixel_size_text, "criterion": self.criterion, "grid": self.grid,
-            "best_factor": self.best_factor, "reason": self.reason, "gains": self.gains,
+            "best_factor": self.best_factor, "reason": self.reason, "caveat": self.caveat,
+            "failed": self.failed, "baseline": self.baseline, "gains": self.gains,
             "table": table_records(self.table),
         }
 
@@ -284,27 +296,27 @@ def select_object_areas(summary: pd.DataFrame) -> dict[str, float]:
     return out
 
 
-def select_gains(summary: pd.DataFrame, factor: str) -> dict:
-    """Gains of `factor` against og: objects per field of view, storage per object, inference speed.
-
-    Measured from the summary where it has the columns (and og), else theoretical (scale^2).
+def select_gains(summary: pd.DataFrame, factor: str, baseline: str = "og") -> dict:
+    """Gains of `factor` against `baseline`: objects per field of view, storage per object,
+    inference speed. Measured from the summary where it has the columns (for both), else
+    theoretical ((scale / baseline scale)^2).
     """
-    s = parse_factor(factor).scale
+    s = parse_factor(factor).scale / parse_factor(baseline).scale
     areas = select_object_areas(summary)
     gains = {}
-    if factor in areas and "og" in areas:
-        gains["objects_per_fov"] = {"ratio": areas["og"] / areas[factor], "basis": "measured object areas"}
+    if factor in areas and baseline in areas:
+        gains["objects_per_fov"] = {"ratio": areas[baseline] / areas[factor], "basis": "measured object areas"}
     else:
         gains["objects_per_fov"] = {"ratio": s * s, "basis": "theoretical (scale^2)"}
     bpo = _sampled_column(summary, "bytes_per_object")
-    if factor in bpo and "og" in bpo:
-        gains["storage_per_object"] = {"ratio": bpo[factor] / bpo["og"], "basis": "measured bytes per object"}
+    if factor in bpo and baseline in bpo:
+        gains["storage_per_object"] = {"ratio": bpo[factor] / bpo[baseline], "basis": "measured bytes per object"}
     else:
         gains["storage_per_object"] = {"ratio": 1.0 / (s * s), "basis": "theoretical (1/scale^2)"}
     col = next((c for c in INFERENCE_TIME_COLUMNS if c in summary.columns), None)
     times = _sampled_column(summary, col) if col else {}
-    if factor in times and "og" in times:
-        gains["inference_speed"] = {"ratio": times["og"] / times[factor], "basis": f"measured ({col})"}
+    if factor in times and baseline in times:
+        gains["inference_speed"] = {"ratio": times[baseline] / times[factor], "basis": f"measured ({col})"}
     else:
         gains["inference_speed"] = {"ratio": s * s, "basis": "theoretical (pixels per field, scale^2)"}
     return gains
@@ -369,9 +381,49 @@ def select_factor(summary: pd.DataFrame, per_image: pd.DataFrame | None = None,
     factor = str(row["factor"])
     size = None if pixel_size_um is None else pixel_size_um * float(row["scale"])
     reason = _reason(criterion, table, idx, best, tolerance, alpha)
+    failed = select_failed(summary)
+    baseline, caveat = select_baseline(summary, list(table["factor"]), failed)
     return Selection(factor=factor, scale=float(row["scale"]), pixel_size_um=size, criterion=criterion,
                      grid=g, reason=reason, best_factor=str(table.loc[best, "factor"]),
-                     gains=select_gains(summary, factor), table=table)
+                     gains=select_gains(summary, factor, baseline), table=table, baseline=baseline,
+                     caveat=caveat, failed=failed)
+
+
+def select_failed(summary: pd.DataFrame) -> dict[str, str]:
+    """Factors the run asked for that did not finish: factor -> the stage they failed in."""
+    if "status" not in summary.columns:
+        return {}
+    rows = summary[summary["status"].astype(str).str.lower() == "failed"]
+    stages = rows["failed_stage"] if "failed_stage" in rows.columns else pd.Series("", index=rows.index)
+    return {parse_factor(str(f)).name: ("" if pd.isna(st) else str(st)) for f, st in zip(rows["factor"], stages)}
+
+
+def select_baseline(summary: pd.DataFrame, finished: list[str], failed: dict[str, str]) -> tuple[str, str | None]:
+    """What gains are stated against, and the caveat that opens the recommendation.
+
+    og (the sampling the data were acquired at) when it finished; otherwise the finest factor
+    that did, named as such. A caveat names every factor that failed: nothing is claimed
+    against them."""
+    finest = min(finished, key=lambda f: parse_factor(f).scale)
+    baseline = "og" if "og" in finished else finest
+    parts = []
+    if "og" in failed:
+        parts.append(f"The original sampling (og) failed{_in(failed['og'])}, so nothing here is compared with "
+                     f"it: gains are stated against {baseline}, the finest factor that finished.")
+    elif baseline != "og":
+        asked = set(summary["factor"].astype(str)) if "factor" in summary.columns else set()
+        why = "was pruned" if "og" in asked else "was not in this sweep"
+        parts.append(f"The original sampling (og) {why}: gains are stated against {baseline}, the finest factor "
+                     "that finished.")
+    others = {f: st for f, st in failed.items() if f != "og"}
+    if others:
+        listed = ", ".join(f"{f}{_in(st)}" for f, st in sorted(others.items(), key=lambda x: parse_factor(x[0]).scale))
+        parts.append(f"{len(others)} factor(s) failed and are not compared: {listed}; the answer is partial.")
+    return baseline, " ".join(parts) or None
+
+
+def _in(stage: str) -> str:
+    return f" in {stage}" if stage else ""
 
 
 def select_original_pixel_size(summary: pd.DataFrame) -> float | None:
@@ -437,11 +489,13 @@ def _why_not(row: pd.Series, tolerance: float | None, alpha: float) -> str:
 # ----------------------------------------------------------------------------- text
 
 def select_format(selection: Selection) -> str:
-    """A short report: choice, pixel size, reason, gains against og, and the ranking table."""
+    """A short report: caveat, choice, pixel size, reason, gains against the baseline, ranking table."""
     s = selection
     lines = [f"Chosen factor: {s.factor} (scale {s.scale:g}, criterion {s.criterion})",
              f"Recommended pixel size: {s.pixel_size_text}",
-             f"Why: {s.reason}", "Gains against og:"]
+             f"Why: {s.reason}", f"Gains against {s.baseline}:"]
+    if s.caveat:
+        lines.insert(0, f"NOTE: {s.caveat}")
     labels = {"objects_per_fov": "objects per field of view", "storage_per_object": "storage per object",
               "inference_speed": "inference speed"}
     for key, label in labels.items():

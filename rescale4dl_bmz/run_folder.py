@@ -104,12 +104,14 @@ def _read_run_json(file: Path) -> dict:
 
 
 def _read_csv(file: Path, columns: tuple[str, ...], required: bool) -> pd.DataFrame | None:
+    from .dataset import read_csv
+
     if not file.is_file():
         if required:
             raise InputError(f"{file.parent}: {file.name} is missing (has the sweep finished any factor?)")
         return None
     try:
-        table = pd.read_csv(file)
+        table = read_csv(file)
     except Exception as exc:  # parser errors of every kind
         raise InputError(f"{file}: cannot be read as CSV ({exc})") from None
     missing = [c for c in columns if c not in table.columns]

@@ -13,18 +13,20 @@ RUN_DIR layout: `config.yaml` (resolved), `run.json`, `advice.csv`, `<factor>/{i
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .config import SweepConfig
-from .dataset import (Pair, dataset_pixel_size, ensure_outside, inspect_dataset, read_mask, read_pair,
+from .dataset import (Pair, dataset_pixel_size, ensure_outside, inspect_dataset, read_csv, read_mask, read_pair,
                       write_csv, write_json, write_text, write_tiff)
-from .errors import InputError
+from .errors import FactorFailed, InputError, one_line
 from .factors import Factor, coarsest_step, crop_slices, parse_factor
 
 log = logging.getLogger("rescale4dl.sweep")
@@ -117,6 +119,47 @@ def _check_patch_sizes(config: SweepConfig, factors: list[Factor], min_side: int
                              "images") from None
 
 
+def _factor_labels(config: SweepConfig, mask: np.ndarray, factor: Factor) -> np.ndarray:
+    """What the network of this factor learns from one cropped og mask (as `stage_data` makes it)."""
+    from .labels import instance_to_semantic
+    from .rescale import rescale_mask
+
+    if config.task != "semantic":
+        return rescale_mask(mask, factor, config.mode)
+    if config.label_source == "from-og":
+        return rescale_mask(instance_to_semantic(mask, config.label_style), factor, config.mode)
+    return instance_to_semantic(rescale_mask(mask, factor, config.mode), config.label_style)
+
+
+def _check_training_patches(config: SweepConfig, factors: list[Factor], infos, train: list[str],
+                            multiple: int) -> None:
+    """Every factor must find U-Net patches that pass the foreground rule (before any work);
+    masks are read and rescaled one at a time, so memory stays that of one image."""
+    from .models.patches import keeps_patch, min_foreground_for_share, patch_fractions
+    from .models.training import resolve_patch_size
+
+    items = [i for i in infos if i.name in set(train)]
+    for f in factors:
+        tc = config.train_config(f.name).with_defaults()
+        if not tc.is_unet:
+            return
+        side = f.shape((min(min(i.shape) // multiple * multiple for i in items),) * 2)[0]
+        patch = resolve_patch_size(tc, side)
+        fractions, object_px, pixels = [], 0, 0
+        for i in items:
+            y = _factor_labels(config, read_mask(i.mask)[crop_slices(i.shape, multiple, config.crop)], f)
+            fractions += patch_fractions(y, patch)
+            object_px, pixels = object_px + int(np.count_nonzero(y)), pixels + y.size
+        auto = tc.min_foreground_fraction == "auto"
+        min_fg = min_foreground_for_share(object_px / pixels) if auto else float(tc.min_foreground_fraction)
+        found = sum(keeps_patch(x, min_fg) for x in fractions)
+        if found < 2:
+            files = ", ".join(str(i.mask.name) for i in items[:8]) + (" ..." if len(items) > 8 else "")
+            raise InputError(f"factor {f.name}: the {len(items)} training masks ({files}) give {found} "
+                             f"patch(es) of {patch}x{patch} px with >= {min_fg:.1%} object pixels; training needs "
+                             "at least 2 (1 to train, 1 to validate): lower --min-foreground, or drop that factor")
+
+
 def prepare(config: SweepConfig) -> Plan:
     """Validate data and config together, split, advise (and prune); write config.yaml and run.json."""
     ensure_outside(config.out, config.images, config.masks)
@@ -134,6 +177,7 @@ def prepare(config: SweepConfig) -> Plan:
     cropped = [min(s // multiple * multiple for s in i.shape) for i in infos]
     if config.model is None:
         _check_patch_sizes(config, factors, min(cropped))
+        _check_training_patches(config, factors, infos, train, multiple)
     advice = advise_dataset(config, infos, factors, pixel)
     pruned = {a.factor: a.reason for a in advice if a.hopeless} if config.prune else {}
     run_factors = [f.name for f in factors if f.name not in pruned]
@@ -204,12 +248,34 @@ def read_done(plan: Plan, factor: str, stage: str) -> dict:
 
 # ----------------------------------------------------------------------------- per-factor stages
 
+def factor_stage(stage: str):
+    """A per-factor stage whose failure becomes `FactorFailed`: one plain line for people, the
+    traceback in `<factor>/logs/<stage>.error.log` (a training's own log: `<factor>/logs/train.log`)."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def run(config: SweepConfig, plan: Plan, factor: str) -> dict:
+            try:
+                return fn(config, plan, factor)
+            except Exception as exc:
+                from .train_job import TrainingFailed
+
+                log_file = factor_dir(plan, factor) / "logs" / f"{stage}.error.log"
+                log_file.parent.mkdir(parents=True, exist_ok=True)
+                log_file.write_text("".join(traceback.format_exception(exc)))
+                if isinstance(exc, TrainingFailed):
+                    raise FactorFailed(factor, stage, exc.cause, exc.log) from exc
+                raise FactorFailed(factor, stage, one_line(exc), str(log_file)) from exc
+        return run
+    return wrap
+
+
 def crop_pair(image: np.ndarray, mask: np.ndarray, plan: Plan, anchor: str) -> tuple[np.ndarray, np.ndarray]:
     """The pair cropped once to the ladder's multiple (what every factor covers)."""
     rows, cols = crop_slices(image.shape, plan.crop_multiple, anchor)
     return image[rows, cols], mask[rows, cols]
 
 
+@factor_stage("data")
 def stage_data(config: SweepConfig, plan: Plan, factor: str) -> dict:
     """Rescale every image and mask to this factor; semantic labels too (for the semantic task)."""
     if is_done(plan, factor, "data"):
@@ -246,6 +312,7 @@ def _load(plan: Plan, factor: str, names: list[str], what: str) -> list[np.ndarr
     return [read(root / f"{n}.tif") for n in names]
 
 
+@factor_stage("train")
 def stage_train(config: SweepConfig, plan: Plan, factor: str) -> dict:
     """Train this factor's model on the training images (skipped when a complete model exists)."""
     if is_done(plan, factor, "train"):
@@ -264,7 +331,7 @@ def stage_train(config: SweepConfig, plan: Plan, factor: str) -> dict:
     t0 = time.perf_counter()
     if not (model_dir / "config.json").exists():
         log.info("[%s] train: %d images", factor, len(images))
-        train_in_subprocess(images, masks, tc, model_dir)
+        train_in_subprocess(images, masks, tc, model_dir, root / "logs" / "train.log")
     cost = json.loads((model_dir / "cost.json").read_text())
     log.info("[%s] train: done in %.1f s", factor, time.perf_counter() - t0)
     return mark_done(plan, factor, "train", {"model": str(model_dir), **{k: cost.get(k) for k in
@@ -282,6 +349,7 @@ def load_predictor(config: SweepConfig, plan: Plan, factor: str):
     return load_model(factor_dir(plan, factor) / "model")
 
 
+@factor_stage("predict")
 def stage_predict(config: SweepConfig, plan: Plan, factor: str) -> dict:
     """Predict the test images at this factor; records the inference time."""
     if is_done(plan, factor, "predict"):
@@ -302,6 +370,7 @@ def stage_predict(config: SweepConfig, plan: Plan, factor: str) -> dict:
                                                "inference_pixels": pixels})
 
 
+@factor_stage("evaluate")
 def stage_evaluate(config: SweepConfig, plan: Plan, factor: str) -> dict:
     """Score the test predictions on the factor's own grid and on the original one (both grids)."""
     if is_done(plan, factor, "evaluate"):
@@ -343,12 +412,17 @@ class Outcome:
 
     factor: str
     status: str = "running"       # done | failed | pruned
-    error: str | None = None
     stages: dict = field(default_factory=dict)
+    failure: dict | None = None   # {"stage", "cause" (one line), "log" (path)}
+
+    def fail(self, stage: str, exc: BaseException) -> None:
+        self.status = "failed"
+        self.failure = exc.as_dict() if isinstance(exc, FactorFailed) else {
+            "stage": stage, "cause": one_line(exc), "log": None}
 
 
-COST_COLUMNS = ("status", "error", "wall_time_s", "steps", "epochs", "pixels_seen", "inference_s",
-                "inference_s_per_image", "vanished_objects")
+COST_COLUMNS = ("status", "failed_stage", "error", "log", "wall_time_s", "steps", "epochs", "pixels_seen",
+                "inference_s", "inference_s_per_image", "vanished_objects")
 
 
 def _cost_rows(plan: Plan, outcomes: list[Outcome]) -> list[dict]:
@@ -356,7 +430,9 @@ def _cost_rows(plan: Plan, outcomes: list[Outcome]) -> list[dict]:
     for o in outcomes:
         train, pred = o.stages.get("train", {}), o.stages.get("predict", {})
         n_test = max(len(plan.test), 1)
-        rows.append({"factor": o.factor, "status": o.status, "error": o.error,
+        failure = o.failure or {}
+        rows.append({"factor": o.factor, "status": o.status, "failed_stage": failure.get("stage"),
+                     "error": failure.get("cause"), "log": failure.get("log"),
                      "wall_time_s": train.get("wall_time_s"), "steps": train.get("steps"),
                      "epochs": train.get("epochs"), "pixels_seen": train.get("pixels_seen"),
                      "inference_s": pred.get("inference_s"),
@@ -367,23 +443,35 @@ def _cost_rows(plan: Plan, outcomes: list[Outcome]) -> list[dict]:
     return rows
 
 
+def failure_lines(failed: dict) -> list[str]:
+    """One plain line per failed factor: factor, stage, cause, where the full log is."""
+    lines = []
+    for factor, f in failed.items():
+        where = f" Full log: {f['log']}" if f.get("log") else ""
+        lines.append(f"{factor} failed in {f['stage']}: {f['cause']}.{where}")
+    return lines
+
+
 def finish(config: SweepConfig, plan: Plan, outcomes: list[Outcome]) -> dict:
-    """Gather the tables, choose the pixel size, draw the figures, export the model, write the report."""
+    """Gather the tables, choose the pixel size, draw the figures, export the model, write the report.
+
+    `result["failed"]` maps each failed factor to {"stage", "cause", "log"}; `result["headline"]`
+    opens with the failures, and no gain is claimed against a factor that did not finish."""
     import pandas as pd
 
     from .evaluation import summarize
 
     out = Path(plan.out)
     done = [o.factor for o in outcomes if o.status == "done"]
-    failed = {o.factor: o.error for o in outcomes if o.status == "failed"}
-    result = {"n_done": len(done), "failed": failed, "pruned": plan.pruned}
+    failed = {o.factor: o.failure for o in outcomes if o.status == "failed"}
+    result = {"n_done": len(done), "n_requested": len(outcomes), "failed": failed, "pruned": plan.pruned}
     costs = pd.DataFrame(_cost_rows(plan, outcomes), columns=["factor", *COST_COLUMNS])
     if not done:
         write_csv(out / "summary.csv", costs)
-        result["headline"] = "no factor finished: " + "; ".join(f"{k}: {v}" for k, v in failed.items())
+        result["headline"] = ("No recommendation: no factor finished. " + " ".join(failure_lines(failed)))
         return result
-    per_image = pd.concat([pd.read_csv(out / f / "per_image.csv") for f in done], ignore_index=True)
-    per_object = pd.concat([pd.read_csv(out / f / "per_object.csv") for f in done], ignore_index=True)
+    per_image = pd.concat([read_csv(out / f / "per_image.csv") for f in done], ignore_index=True)
+    per_object = pd.concat([read_csv(out / f / "per_object.csv") for f in done], ignore_index=True)
     write_csv(out / "per_image.csv", per_image)
     write_csv(out / "per_object.csv", per_object)
     summary = summarize(per_image, per_object, tau=config.tau_s)
@@ -395,19 +483,19 @@ def finish(config: SweepConfig, plan: Plan, outcomes: list[Outcome]) -> dict:
 
     from .recommend import select_factor
 
-    finished = summary[summary["status"] == "done"]
-    selection = select_factor(finished, per_image, config.criterion, config.tolerance,
+    selection = select_factor(summary, per_image, config.criterion, config.tolerance,
                               pixel_size_um=plan.pixel_size_um)
+    finished = summary[summary["status"] == "done"]
     write_json(out / "selection.json", selection.to_dict())
-    result.update(chosen=selection.factor, pixel_size=selection.pixel_size_text, reason=selection.reason)
+    result.update(chosen=selection.factor, pixel_size=selection.pixel_size_text, reason=selection.reason,
+                  baseline=selection.baseline, caveat=selection.caveat)
     acquisition = acquisition_plan(config, plan, finished, selection)
     write_csv(out / "plan.csv", acquisition)
     figures = draw_figures(config, plan, summary, per_image, per_object, selection.factor)
     if config.export and config.model is None:
         result["package"] = str(export_chosen(plan, selection.factor))
     result["report"] = str(write_sweep_report(config, plan, summary, selection, figures, result, acquisition))
-    result["headline"] = (f"recommended pixel size: {selection.pixel_size_text} (factor {selection.factor}); "
-                          f"{selection.reason}")
+    result["headline"] = selection.statement[0].upper() + selection.statement[1:]
     if plan.package:
         result["headline"] += " " + package_note(plan)
     return result
@@ -504,10 +592,11 @@ def write_sweep_report(config: SweepConfig, plan: Plan, summary, selection, figu
                         "gt_mean_diameter_px", "pct_diameter_per_pixel", "throughput", "bytes_per_object",
                         "wall_time_s", "steps", "inference_s_per_image") if c in native.columns]
     size = f"{plan.pixel_size_um:.4g} µm" if plan.pixel_size_um else "unknown (results in multiples of it)"
-    gains = "".join(f"- {k.replace('_', ' ')}: {v['ratio']:.3g}x vs og ({v.get('basis', '')})\n"
+    gains = "".join(f"- {k.replace('_', ' ')}: {v['ratio']:.3g}x vs {selection.baseline} ({v.get('basis', '')})\n"
                     for k, v in selection.gains.items() if isinstance(v, dict) and v.get("ratio") is not None)
+    caveat = f"**{selection.caveat}**\n\n" if selection.caveat else ""
     sections = [
-        ("Recommendation", f"**Acquire at {selection.pixel_size_text}** (factor `{selection.factor}`, "
+        ("Recommendation", f"{caveat}**Acquire at {selection.pixel_size_text}** (factor `{selection.factor}`, "
                            f"criterion {selection.criterion}).\n\n{selection.reason}\n\n" + gains),
         ("Data", f"{len(plan.items)} images ({len(plan.train)} for training, {len(plan.test)} evaluated: "
                  f"{', '.join(plan.test)}), task {config.task}, original pixel size {size}, "
@@ -529,7 +618,7 @@ def write_sweep_report(config: SweepConfig, plan: Plan, summary, selection, figu
         sections.insert(1, ("Pretrained package", f"`{config.model}`: {plan.package.get('name')}, "
                                                   f"{plan.package.get('task')} output. {package_note(plan)}"))
     if result.get("failed"):
-        sections.append(("Failed factors", "\n".join(f"- {k}: {v}" for k, v in result["failed"].items())))
+        sections.insert(0, ("Failed factors", "\n".join(f"- {line}" for line in failure_lines(result["failed"]))))
     if result.get("package"):
         sections.append(("Model package", f"`{Path(result['package']).name}` (bioimage.io spec 0.5, pixel size on "
                                           "the axes) and `model_deepimagej.zip` (for deepImageJ in Fiji); bring "
@@ -547,7 +636,7 @@ def publish_artifacts(out: Path, result: dict) -> None:
     from .recommend import table_records
 
     if (out / "summary.csv").exists():
-        table = pd.read_csv(out / "summary.csv")
+        table = read_csv(out / "summary.csv")
         create_table_artifact(key="sweep-summary", table=table_records(table),
                               description=result.get("headline", "sweep summary"))
     if result.get("report"):

@@ -12,13 +12,12 @@ def test_unet_formula_gives_the_papers_values():
     assert [analytic_unet_rf(d) for d in (1, 2, 3, 4)] == [21, 49, 105, 217]
 
 
-@pytest.mark.parametrize("depth", [1, 2, 3, 4])
+@pytest.mark.parametrize("depth", [1, 2, 3, 4, 5])
 def test_unet_analytic_and_empirical_agree(depth):
     model = build_unet(depth=depth, base_filters=4)
     analytic = analytic_receptive_field(model)
     assert analytic == analytic_unet_rf(depth)
-    rf = empirical_receptive_field(model, phases=2 ** depth, divisor=2 ** depth, n_trials=2 if depth < 4 else 1,
-                                   start=analytic + 4 * 2 ** depth)
+    rf = empirical_receptive_field(model, phases=2 ** depth, divisor=2 ** depth, start=analytic + 4 * 2 ** depth)
     assert not rf["empirical_clipped"]
     # averaged over the 2^depth pooling phases the measured field is exactly the analytic one;
     # single output pixels see a little more or less (nearest upsampling + 2x2 conv)
@@ -38,14 +37,14 @@ def test_layer_arithmetic_on_a_plain_network():
     x = keras.layers.Dropout(0.3)(x)
     model = keras.Model(inp, keras.layers.Conv2D(1, 1)(x))
     assert analytic_receptive_field(model) == 16
-    rf = empirical_receptive_field(model, phases=1, start=32, n_trials=2)
+    rf = empirical_receptive_field(model, phases=1, start=32)
     assert rf["empirical_px"] == rf["empirical_max_px"] == 16
     assert rf["probe_size_px"] == 32
 
 
 def test_probe_grows_until_the_field_fits():
     model = build_unet(depth=3, base_filters=2)
-    rf = empirical_receptive_field(model, phases=1, divisor=8, start=16, n_trials=2)
+    rf = empirical_receptive_field(model, phases=1, divisor=8, start=16)
     assert rf["probe_size_px"] >= 128 and not rf["empirical_clipped"]
 
 
@@ -62,9 +61,79 @@ def test_stardist_theoretical_fields():
         model = StarDist2D(stardist_config(cfg, 64, 1, 1), basedir=None)
         found[grid] = analytic_receptive_field(model.keras_model)
         if grid == 2:
-            rf = empirical_receptive_field(model.keras_model, phases=8, divisor=cfg.divisor, n_trials=1,
-                                           start=found[grid] + 64)
+            rf = empirical_receptive_field(model.keras_model, phases=8, divisor=cfg.divisor, start=found[grid] + 64)
             assert rf["empirical_px"] == found[grid]
             # StarDist's own impulse-response estimate sees a smaller, effective field
             assert 0 < stardist_rf_estimate(model) <= rf["empirical_max_px"]
     assert found == {1: 98, 2: 200}
+
+
+# every StarDist depth and grid the config accepts; the probe images of the widest fields (over
+# 1000 px) take up to a minute each, so those run with -m slow
+_STARDIST = [pytest.param(d, g, marks=[pytest.mark.slow] if 2 ** d * g * 12 > 800 else [])
+             for d in (1, 2, 3, 4, 5) for g in (1, 2, 4, 8)]
+
+
+@pytest.mark.parametrize("depth, grid", _STARDIST)
+def test_stardist_probe_matches_layer_arithmetic(depth, grid):
+    from rescale4dl_bmz.models.config import make_config
+    from rescale4dl_bmz.models.stardist_model import stardist_config
+    from stardist.models import StarDist2D
+
+    cfg = make_config("instance", architecture={"kind": "stardist", "grid": grid, "depth": depth, "base_filters": 1,
+                                                "conv_after_unet": 2}).with_defaults()
+    model = StarDist2D(stardist_config(cfg, 4 * cfg.divisor, 1, 1), basedir=None).keras_model
+    analytic = analytic_receptive_field(model)
+    rf = empirical_receptive_field(model, phases=2 ** depth, divisor=cfg.divisor, start=analytic + 4 * cfg.divisor)
+    assert not rf["empirical_clipped"]
+    assert rf["empirical_px"] == analytic
+    assert rf["empirical_min_px"] <= analytic <= rf["empirical_max_px"]
+
+
+def _saturated_dead_unet():
+    """A U-Net in the state that broke the old probe after training (found on the demo's og):
+    logits of hundreds (the softmax is exactly 0/1 in float32, so input gradients vanish) and
+    dead ReLU channels (negative biases)."""
+    import numpy as np
+
+    model = build_unet(depth=2, base_filters=4)
+    for layer in model.layers:
+        if layer.name == "logits_conv":
+            kernel, bias = layer.get_weights()
+            layer.set_weights([kernel * 1e4, bias])
+        elif layer.name in ("enc2_conv1", "dec1_conv1"):
+            kernel, bias = layer.get_weights()
+            bias[: len(bias) // 2] = -1e3  # half the channels never fire
+            layer.set_weights([kernel, bias])
+    return model, np
+
+
+def test_probe_ignores_trained_weights_that_kill_gradients():
+    import tensorflow as tf
+
+    model, np = _saturated_dead_unet()
+    # the network really is in the broken state: the plain input gradient is all zero
+    x = tf.constant(np.random.default_rng(0).normal(size=(1, 68, 68, 1)).astype(np.float32))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        out = model(x, training=False)
+        target = tf.reduce_sum(out[:, 34, 34, :] * tf.constant([0.3, -1.2, 0.8]))
+    assert not np.any(tape.gradient(target, x).numpy())
+    rf = empirical_receptive_field(model, phases=4, divisor=4, start=68)
+    assert rf["empirical_px"] == analytic_receptive_field(model) == 49
+
+
+def test_a_failing_probe_keeps_the_model(caplog):
+    """The RF record is a diagnostic: when it cannot be measured it says so, and training goes on."""
+    import keras
+
+    from rescale4dl_bmz.models.config import make_config
+    from rescale4dl_bmz.models.training import _rf_record
+
+    inp = keras.Input((None, None, 1))
+    x = keras.layers.Conv2D(2, 3, padding="same")(inp)
+    x = keras.layers.Reshape((-1, 2))(x)  # a layer neither measure can follow
+    model = keras.Model(inp, x)
+    rf = _rf_record(model, make_config("semantic").with_defaults())
+    assert "analytic_error" in rf and "empirical_error" in rf
+    assert "kept" in caplog.text

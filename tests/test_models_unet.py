@@ -9,7 +9,7 @@ from rescale4dl_bmz.errors import InputError
 from rescale4dl_bmz.models.augment import augment_pair, batch_stream
 from rescale4dl_bmz.models.config import Augmentation, TrainConfig, make_config
 from rescale4dl_bmz.models.normalize import percentile_normalize
-from rescale4dl_bmz.models.patches import grid_origins, patch_size_for_factor, split_data
+from rescale4dl_bmz.models.patches import auto_min_foreground, grid_origins, patch_size_for_factor, split_data
 from rescale4dl_bmz.models.training import resolve_patch_size
 
 # ----------------------------------------------------------------------------- architecture
@@ -70,7 +70,7 @@ def test_config_defaults_follow_the_task_and_the_paper():
     sem = make_config("semantic").with_defaults()
     assert sem.architecture.kind == "unet" and sem.architecture.depth == 2 and sem.architecture.base_filters == 64
     assert (sem.batch_size, sem.learning_rate, sem.epochs, sem.validation_fraction) == (5, 1e-4, 1000, 0.1)
-    assert sem.min_foreground_fraction == 0.05 and sem.divisor == 4
+    assert sem.min_foreground_fraction == "auto" and sem.divisor == 4
     inst = make_config("instance").with_defaults()
     arch = inst.architecture
     assert (arch.kind, arch.n_rays, arch.grid, arch.depth, arch.base_filters) == ("stardist", 32, 2, 3, 32)
@@ -176,6 +176,38 @@ def test_split_by_patch_for_few_images_and_errors():
     empty = [np.zeros_like(lab) for lab in labels]
     with pytest.raises(InputError, match="foreground"):
         split_data(images, empty, 16, fraction=0.1, seed=0, min_fg=0.05, whole_images=False)
+
+
+def test_sparse_real_data_trains_with_the_adaptive_threshold(shared_data):
+    """E. coli fields hold a few cells (about 4 % foreground): the paper's fixed 5 % rejected every
+    whole-image patch; the adaptive rule keeps the images with cells and drops the empty ones."""
+    from rescale4dl_bmz.dataset import read_mask
+    from rescale4dl_bmz.models.patches import auto_min_foreground
+
+    folder = shared_data / "ecoli_colicoords" / "masks"
+    files = sorted(folder.glob("*.tif"))
+    masks = [read_mask(f) for f in files]
+    names = [f.stem for f in files]
+    images = [m.astype(np.float32) for m in masks]
+    share = sum(np.count_nonzero(m) for m in masks) / sum(m.size for m in masks)
+    assert share < 0.05
+    with pytest.raises(InputError) as err:
+        split_data(images, masks, 512, fraction=0.1, seed=0, min_fg=0.05, whole_images=False, names=names)
+    assert names[0] in str(err.value)  # the refusal names the files
+    threshold = auto_min_foreground(masks)
+    assert threshold == pytest.approx(share / 2)
+    split = split_data(images, masks, 512, fraction=0.1, seed=0, min_fg=threshold, whole_images=False, names=names)
+    kept = {i.split("@")[0] for i in split.train_ids + split.val_ids}
+    empty = {n for n, m in zip(names, masks) if not m.any()}
+    assert kept and not kept & empty and set(split.skipped_images) >= empty
+    assert len(split.val_x) >= 1 and len(split.train_x) >= 1
+
+
+def test_dense_data_keeps_the_papers_threshold():
+    _, labels = _dataset(4)
+    for lab in labels:
+        lab[:] = 1
+    assert auto_min_foreground(labels) == 0.05
 
 
 def test_grid_origins():

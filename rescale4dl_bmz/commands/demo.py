@@ -34,7 +34,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from ..demo_data import write_demo_dataset
-    from .sweep import build_config, run_and_report
+    from .sweep import build_config, exit_code, run_and_report
 
     out = Path(args.out or "rescale4dl_demo")
     args.out = str(out)
@@ -43,14 +43,11 @@ def run(args) -> int:
                 "factors": DEMO_FACTORS, "test_images": ["q4"], "training": DEMO_TRAINING[args.task]}
     package = out / "model.zip"
     if not (args.pretrained and package.exists()):
-        summary = run_and_report(build_config(args, defaults))
-        if not summary.get("n_done", 0):
-            return 1
-    if not args.pretrained:
-        return 0
+        code = exit_code(run_and_report(build_config(args, defaults)))
+        if code or not args.pretrained:
+            return code
     args.out = str(out / "pretrained")
     args.factors = args.factors or PRETRAINED_FACTORS
     pretrained = {**defaults, "out": args.out, "model": str(package), "test_images": None, "export": False}
-    summary = run_and_report(build_config(args, pretrained))
-    return 0 if summary.get("n_done", 0) else 1
+    return exit_code(run_and_report(build_config(args, pretrained)))
 

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..config import CRITERIA
+from .train import add_min_foreground_option
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -33,6 +34,7 @@ def add_sweep_options(p: argparse.ArgumentParser, data: bool = True) -> None:
     p.add_argument("--epochs", type=int, help="training budget in epochs")
     p.add_argument("--steps", type=int, help="training budget in optimiser steps")
     p.add_argument("--base-filters", type=int, help="network width (paper: 64 U-Net, 32 StarDist)")
+    add_min_foreground_option(p)
     p.add_argument("--tau", type=float, dest="tau_s", help="seconds to acquire one field (throughput)")
     p.add_argument("--criterion", choices=CRITERIA, help="how to choose the pixel size")
     p.add_argument("--tolerance", type=float, help="IoU tolerance for coarsest-equivalent")
@@ -53,6 +55,8 @@ def config_fields(args) -> dict:
     if fields["dask_address"] and not fields["task_runner"]:
         fields["task_runner"] = "dask"
     training = {k: getattr(args, k) for k in ("epochs", "steps") if getattr(args, k, None) is not None}
+    if getattr(args, "min_foreground", None) is not None:
+        training["min_foreground_fraction"] = args.min_foreground
     if getattr(args, "base_filters", None) is not None:
         training["architecture"] = {"base_filters": args.base_filters}
     if training:
@@ -108,23 +112,34 @@ def build_config(args, source_defaults: dict | None = None):
 
 def run(args) -> int:
     config = build_config(args)
-    summary = run_and_report(config)
-    return 0 if summary.get("n_done", 0) else 1
+    return exit_code(run_and_report(config))
+
+
+def exit_code(summary: dict) -> int:
+    """0 when every requested factor finished, 3 when any failed (the results are partial)."""
+    from ..errors import EXIT_OK, EXIT_PARTIAL
+
+    return EXIT_PARTIAL if summary.get("failed") or not summary.get("n_done") else EXIT_OK
 
 
 def run_and_report(config) -> dict:
     """Run the flow and print the decision and where everything is."""
     from ..pipeline import run_sweep
 
+    from ..sweep import failure_lines
+
     summary = run_sweep(config)
     out = Path(config.out)
     print()
+    failed = summary.get("failed") or {}
+    if failed:
+        print(f"{len(failed)} of {summary.get('n_requested', len(failed))} factor(s) FAILED; the results are partial:")
+        for line in failure_lines(failed):
+            print(f"  {line}")
+        print()
     print(summary.get("headline", "sweep finished"))
     for key, label in (("report", "report"), ("package", "model package"), ("summary_csv", "results table")):
         if summary.get(key):
             print(f"  {label:14s} {summary[key]}")
-    failed = summary.get("failed") or {}
-    for factor, why in failed.items():
-        print(f"  failed {factor}: {why}")
     print(f"  all outputs    {out.resolve()}")
     return summary

@@ -16,6 +16,25 @@ _FIELDS = {"factor": "factor", "pixel_size": "pixel_size_um", "patch_size": "pat
 _ARCH = {"depth": "depth", "base_filters": "base_filters", "n_rays": "n_rays", "grid": "grid"}
 
 
+def min_foreground(text: str) -> float | str:
+    """`--min-foreground` value: "auto" or a share in [0, 1]."""
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a share between 0 and 1, got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a share between 0 and 1, got {text}")
+    return value
+
+
+def add_min_foreground_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--min-foreground", type=min_foreground, metavar="SHARE|auto",
+                   help="U-Net: train on patches with at least this share of object pixels. Default 'auto': "
+                        "the paper's 0.05, lowered to half the data's own object share on sparse data")
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "train", help="train a U-Net (semantic) or StarDist (instance) model on one dataset",
@@ -47,8 +66,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--learning-rate", type=float)
     p.add_argument("--validation-fraction", type=float, help="share of images (or patches) to validate on (0.1)")
-    p.add_argument("--min-foreground", type=float,
-                   help="U-Net: keep patches with at least this foreground share (0.05)")
+    add_min_foreground_option(p)
     p.add_argument("--early-stopping", type=int, metavar="EPOCHS",
                    help="stop after this many epochs without improvement")
     p.add_argument("--no-augment", action="store_true", help="turn augmentation off")

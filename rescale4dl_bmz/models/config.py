@@ -95,7 +95,9 @@ class TrainConfig(_Strict):
     patch_size: int | None = Field(None, ge=8)
     base_patch_size: int | None = Field(None, ge=8, description="patch side at og for the same-FOV rule")
     max_patch_size: int | None = Field(None, ge=8)
-    min_foreground_fraction: float = Field(0.05, ge=0.0, le=1.0)
+    # patches kept for the U-Net: at least this share of foreground pixels; "auto" = the paper's
+    # 5 %, lowered on sparse data to half the data's own foreground share (see patches.auto_min_foreground)
+    min_foreground_fraction: Annotated[float, Field(ge=0.0, le=1.0)] | Literal["auto"] = "auto"
     validation_fraction: float = Field(0.1, gt=0.0, lt=1.0)
     # optimisation and budget
     batch_size: int | None = Field(None, ge=1)

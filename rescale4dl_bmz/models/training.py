@@ -26,7 +26,7 @@ from ..errors import InputError
 from ..factors import parse_factor
 from .config import TrainConfig
 from .normalize import percentile_normalize
-from .patches import Split, patch_size_for_factor, split_data
+from .patches import Split, auto_min_foreground, patch_size_for_factor, split_data
 from .store import (CONFIG_FILE, COST_FILE, LOG_FILE, RF_FILE, SPLIT_FILE, UNET_FILE,
                     check_output_folder, staging_folder)
 
@@ -113,6 +113,13 @@ def resolve_patch_size(cfg: TrainConfig, min_side: int) -> int:
     return p
 
 
+def resolve_min_foreground(cfg: TrainConfig, labels: Sequence[np.ndarray]) -> float:
+    """The patch foreground threshold of this run: the configured one, or the data-adapted rule."""
+    if cfg.min_foreground_fraction == "auto":
+        return round(auto_min_foreground(labels), 6)
+    return float(cfg.min_foreground_fraction)
+
+
 def _budget(cfg: TrainConfig, n_train: int) -> tuple[int, int, int]:
     """(epochs, steps_per_epoch, total steps)."""
     spe = cfg.steps_per_epoch or max(1, math.ceil(n_train / cfg.batch_size))
@@ -133,7 +140,7 @@ def train_model(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], confi
     """
     t_start = time.perf_counter()
     cfg = config.with_defaults()
-    names = [str(n) for n in names] if names is not None else [str(i) for i in range(len(images))]
+    names = [str(n) for n in names] if names is not None else [f"image {i}" for i in range(len(images))]
     if len(names) != len(images):
         raise InputError(f"{len(names)} names for {len(images)} images")
     _check_pairs(images, masks, names)
@@ -142,13 +149,18 @@ def train_model(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], confi
     norm = [percentile_normalize(im, cfg.normalization.low, cfg.normalization.high) for im in images]
     min_side = min(min(im.shape) for im in norm)
     patch = resolve_patch_size(cfg, min_side)
+    min_fg = resolve_min_foreground(cfg, labels)
     split = split_data(norm, labels, patch, fraction=cfg.validation_fraction, seed=cfg.seed,
-                       min_fg=cfg.min_foreground_fraction, whole_images=not cfg.is_unet, names=names)
+                       min_fg=min_fg, whole_images=not cfg.is_unet, names=names)
+    if split.skipped_images:
+        log.info("%d image(s) without a patch of >= %.1f%% foreground take no part in training: %s",
+                 len(split.skipped_images), 100 * min_fg, ", ".join(split.skipped_images[:8]))
     if cfg.batch_size > len(split.train_x) and not cfg.is_unet:
         log.info("batch size %d > %d training images: images repeat within a batch", cfg.batch_size, len(split.train_x))
     epochs, spe, steps = _budget(cfg, len(split.train_x))
     deterministic = cfg.deterministic if cfg.deterministic is not None else not _has_gpu()
-    cfg = cfg.model_copy(update={"patch_size": patch, "steps_per_epoch": spe, "deterministic": deterministic})
+    cfg = cfg.model_copy(update={"patch_size": patch, "steps_per_epoch": spe, "deterministic": deterministic,
+                                 "min_foreground_fraction": min_fg})
     item = "patches" if cfg.is_unet or split.unit == "patch" else "images"
     log.info("training %s (%s, factor %s): %d training / %d validation %s (split by %s), patch %d px, "
              "%d epoch(s) x %d steps", cfg.architecture.kind, cfg.task, cfg.factor, len(split.train_x),
@@ -259,22 +271,36 @@ def _train_stardist(split: Split, cfg: TrainConfig, tmp: Path, epochs: int, spe:
         thresholds = model.optimize_thresholds(split.val_x, split.val_y, nms_threshs=list(cfg.nms_thresholds),
                                                predict_kwargs={"n_tiles": tiles, "show_tile_progress": False})
     rf = _rf_record(model.keras_model, cfg)
-    rf["stardist_estimate_px"] = stardist_rf_estimate(model)
+    try:
+        rf["stardist_estimate_px"] = stardist_rf_estimate(model)
+    except Exception as exc:  # noqa: BLE001 - a diagnostic must not lose the model
+        rf["stardist_estimate_error"] = f"{type(exc).__name__}: {exc}"
     n_params = int(model.keras_model.count_params())
     return logger.rows, budget.steps, rf, {k: float(v) for k, v in thresholds.items()}, n_params
 
 
 def _rf_record(model, cfg: TrainConfig) -> dict:
-    """Analytic and measured receptive field of the trained network (receptive_field.json)."""
+    """Analytic and measured receptive field of the network (receptive_field.json).
+
+    A diagnostic: it never discards the trained model. Should a measurement fail, the record
+    says so (`analytic_error` / `empirical_error`) and training still succeeds.
+    """
     from .receptive_field import analytic_receptive_field, empirical_receptive_field
 
-    analytic = analytic_receptive_field(model)
-    phases = 2 ** cfg.architecture.depth
-    out = {"analytic_px": analytic,
-           "analytic_method": "layer arithmetic on the built network (= mean over pooling phases)"}
-    out.update(empirical_receptive_field(model, phases=phases, divisor=cfg.divisor, n_trials=2,
-                                         seed=cfg.seed, start=analytic + 4 * cfg.divisor))
-    if cfg.pixel_size_um is not None:
+    out: dict = {"analytic_method": "layer arithmetic on the built network (= mean over pooling phases)"}
+    try:
+        out["analytic_px"] = analytic_receptive_field(model)
+    except Exception as exc:  # noqa: BLE001 - a diagnostic must not lose the model
+        out["analytic_error"] = f"{type(exc).__name__}: {exc}"
+        log.warning("receptive field: layer arithmetic failed (%s); the model is kept", exc)
+    try:
+        start = out.get("analytic_px", 64) + 4 * cfg.divisor
+        out.update(empirical_receptive_field(model, phases=2 ** cfg.architecture.depth, divisor=cfg.divisor,
+                                             seed=cfg.seed, start=start))
+    except Exception as exc:  # noqa: BLE001
+        out["empirical_error"] = f"{type(exc).__name__}: {exc}"
+        log.warning("receptive field: the measurement failed (%s); the model is kept", exc)
+    if cfg.pixel_size_um is not None and "analytic_px" in out:
         out["analytic_um"] = out["analytic_px"] * cfg.pixel_size_um
     return out
 

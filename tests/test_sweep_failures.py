@@ -1,0 +1,93 @@
+"""A sweep that loses a factor says so: exit 3, a Failed Prefect flow run, failures first in the
+report and the terminal, and no gain claimed against the factor that failed.
+
+The failure is real, not simulated: the folder where og's model must go is taken by a file, so
+og's training process fails the way a full or read-only disk would fail it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from rescale4dl_bmz.config import make_sweep_config
+from rescale4dl_bmz.demo_data import write_demo_dataset
+
+TINY_TRAINING = {"architecture": {"kind": "unet", "depth": 2, "base_filters": 4}, "steps": 4,
+                 "steps_per_epoch": 2, "learning_rate": 1e-3, "batch_size": 2}
+
+
+@pytest.fixture(scope="module")
+def lost_baseline(tmp_path_factory):
+    """A CLI sweep over og ds2 ds4 whose og cannot be trained."""
+    root = tmp_path_factory.mktemp("lost_og")
+    images, masks = write_demo_dataset(root / "data")
+    out = root / "run"
+    config = make_sweep_config(images=images, masks=masks, out=out, task="semantic", factors=["og", "ds2", "ds4"],
+                               test_images=["q4"], training=TINY_TRAINING, export=False)
+    (root / "sweep.yaml").write_text(config.to_yaml())
+    (out / "og").mkdir(parents=True)
+    (out / "og" / "model").write_text("not a model folder")  # og's training cannot write its model
+    done = subprocess.run([sys.executable, "-m", "rescale4dl_bmz", "sweep", str(root / "sweep.yaml")],
+                          capture_output=True, text=True, timeout=900)
+    return out, done
+
+
+def test_exit_code_three_and_failures_first_in_the_terminal(lost_baseline):
+    out, done = lost_baseline
+    assert done.returncode == 3, done.stderr[-3000:]
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    assert lines[0].startswith("1 of 3 factor(s) FAILED")
+    assert lines[1].strip().startswith("og failed in train:")
+    assert "Traceback" not in done.stdout
+    # the recommendation's first sentence says the baseline failed
+    headline = next(line for line in lines if "recommended pixel size" in line.lower())
+    assert headline.startswith("The original sampling (og) failed in train")
+
+
+def test_no_gain_is_claimed_against_the_failed_baseline(lost_baseline):
+    out, _ = lost_baseline
+    selection = json.loads((out / "selection.json").read_text())
+    assert selection["baseline"] == "ds2" and selection["failed"] == {"og": "train"}
+    assert selection["caveat"].startswith("The original sampling (og) failed in train")
+    assert selection["factor"] in ("ds2", "ds4") and "og" not in [r["factor"] for r in selection["table"]]
+    summary = pd.read_csv(out / "summary.csv")
+    og = summary[summary["factor"] == "og"].iloc[0]
+    assert og["status"] == "failed" and og["failed_stage"] == "train"
+    assert Path(og["log"]).is_file() and "Error" in og["error"] and "\n" not in og["error"]
+    report = (out / "report.md").read_text()
+    assert report.index("Failed factors") < report.index("Recommendation")
+    assert "vs og" not in report and "vs ds2" in report
+
+
+def test_select_on_the_run_folder_states_the_baseline(lost_baseline, capsys):
+    from rescale4dl_bmz.cli import main
+
+    out, _ = lost_baseline
+    assert main(["select", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("NOTE: The original sampling (og) failed") and "Gains against ds2:" in text
+    assert "Gains against og" not in text
+
+
+def test_the_flow_run_ends_failed_naming_the_factor(lost_baseline):
+    """The same run folder rerun in-process: finished factors resume, og fails again, and the
+    Prefect flow run's final state is Failed with a one-line message naming og."""
+    from rescale4dl_bmz.config import load_sweep_config
+    from rescale4dl_bmz.pipeline import configure_prefect, make_flow
+    from rescale4dl_bmz.sweep import prepare
+
+    out, _ = lost_baseline
+    config = load_sweep_config(out.parent / "sweep.yaml")
+    plan = prepare(config)
+    configure_prefect(config.out)
+    state = make_flow(config)(config, plan, return_state=True)
+    assert state.is_failed()
+    assert state.message.startswith("1 of 3 factor(s) failed: og in train:") and "\n" not in state.message
+    summary = state.result(raise_on_failure=False)
+    assert summary["n_done"] == 2 and set(summary["failed"]) == {"og"}
