@@ -106,45 +106,57 @@ def check_package(config: SweepConfig):
     return info
 
 
-def _check_patch_sizes(config: SweepConfig, factors: list[Factor], min_side: int) -> None:
-    """Every factor's patch must fit its images and be divisible by 2^depth (before any work)."""
+def _check_patch_sizes(config: SweepConfig, factors: list[Factor], min_side: int) -> dict[str, int]:
+    """Every factor's patch must fit its images and be divisible by 2^depth (before any work);
+    returns the patch side of each factor."""
     from .models.training import resolve_patch_size
 
+    patches = {}
     for f in factors:
         side = f.shape((min_side, min_side))[0]
         try:
-            resolve_patch_size(config.train_config(f.name).with_defaults(), side)
+            patches[f.name] = resolve_patch_size(config.train_config(f.name).with_defaults(), side)
         except InputError as exc:
             raise InputError(f"factor {f.name} (images {side} px): {exc}; drop that factor or use bigger "
                              "images") from None
+    return patches
 
 
-def _factor_labels(config: SweepConfig, mask: np.ndarray, factor: Factor) -> np.ndarray:
-    """What the network of this factor learns from one cropped og mask (as `stage_data` makes it)."""
+def semantic_labels(config: SweepConfig, factor: Factor, og_mask: np.ndarray | None = None,
+                    factor_mask: np.ndarray | None = None) -> np.ndarray:
+    """0/1/2 labels at `factor`: derived at og and rescaled (label_source from-og, as the paper
+    did), or derived from the factor's own instance mask (rescaled from `og_mask` if not given)."""
     from .labels import instance_to_semantic
     from .rescale import rescale_mask
 
-    if config.task != "semantic":
-        return rescale_mask(mask, factor, config.mode)
     if config.label_source == "from-og":
-        return rescale_mask(instance_to_semantic(mask, config.label_style), factor, config.mode)
-    return instance_to_semantic(rescale_mask(mask, factor, config.mode), config.label_style)
+        return rescale_mask(instance_to_semantic(og_mask, config.label_style), factor, config.mode)
+    if factor_mask is None:
+        factor_mask = rescale_mask(og_mask, factor, config.mode)
+    return instance_to_semantic(factor_mask, config.label_style)
+
+
+def _factor_labels(config: SweepConfig, og_mask: np.ndarray, factor: Factor) -> np.ndarray:
+    """What the network of this factor learns from one cropped og mask (as `stage_data` makes it)."""
+    from .rescale import rescale_mask
+
+    if config.task != "semantic":
+        return rescale_mask(og_mask, factor, config.mode)
+    return semantic_labels(config, factor, og_mask)
 
 
 def _check_training_patches(config: SweepConfig, factors: list[Factor], infos, train: list[str],
-                            multiple: int) -> None:
+                            multiple: int, patches: dict[str, int]) -> None:
     """Every factor must find U-Net patches that pass the foreground rule (before any work);
     masks are read and rescaled one at a time, so memory stays that of one image."""
     from .models.patches import keeps_patch, min_foreground_for_share, patch_fractions
-    from .models.training import resolve_patch_size
 
     items = [i for i in infos if i.name in set(train)]
     for f in factors:
         tc = config.train_config(f.name).with_defaults()
         if not tc.is_unet:
             return
-        side = f.shape((min(min(i.shape) // multiple * multiple for i in items),) * 2)[0]
-        patch = resolve_patch_size(tc, side)
+        patch = patches[f.name]
         fractions, object_px, pixels = [], 0, 0
         for i in items:
             y = _factor_labels(config, read_mask(i.mask)[crop_slices(i.shape, multiple, config.crop)], f)
@@ -176,8 +188,8 @@ def prepare(config: SweepConfig) -> Plan:
     train, test = split_names(names, config) if config.model is None else ([], names_for_test(names, config))
     cropped = [min(s // multiple * multiple for s in i.shape) for i in infos]
     if config.model is None:
-        _check_patch_sizes(config, factors, min(cropped))
-        _check_training_patches(config, factors, infos, train, multiple)
+        patches = _check_patch_sizes(config, factors, min(cropped))
+        _check_training_patches(config, factors, infos, train, multiple, patches)
     advice = advise_dataset(config, infos, factors, pixel)
     pruned = {a.factor: a.reason for a in advice if a.hopeless} if config.prune else {}
     run_factors = [f.name for f in factors if f.name not in pruned]
@@ -280,9 +292,7 @@ def stage_data(config: SweepConfig, plan: Plan, factor: str) -> dict:
     """Rescale every image and mask to this factor; semantic labels too (for the semantic task)."""
     if is_done(plan, factor, "data"):
         return read_done(plan, factor, "data")
-    from .labels import instance_to_semantic
     from .ladder import write_factor
-    from .rescale import rescale_mask
 
     f = parse_factor(factor)
     root = factor_dir(plan, factor)
@@ -294,9 +304,9 @@ def stage_data(config: SweepConfig, plan: Plan, factor: str) -> dict:
             name = item["name"]
             if config.label_source == "from-og":
                 _, og_mask = crop_pair(*read_pair(plan.pair(name), config.channel), plan, config.crop)
-                sem = rescale_mask(instance_to_semantic(og_mask, config.label_style), f, config.mode)
+                sem = semantic_labels(config, f, og_mask=og_mask)
             else:
-                sem = instance_to_semantic(read_mask(root / "masks" / f"{name}.tif"), config.label_style)
+                sem = semantic_labels(config, f, factor_mask=read_mask(root / "masks" / f"{name}.tif"))
             write_tiff(root / "labels" / f"{name}.tif", sem.astype(np.uint8), pixel)
     n_objects, vanished = sum(r["objects"] for r in rows), sum(r["vanished"] for r in rows)
     log.info("[%s] data: %d images rescaled (%d objects, %d vanished)", factor, len(rows), n_objects, vanished)

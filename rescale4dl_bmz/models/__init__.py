@@ -32,11 +32,14 @@ training, thresholds and receptive fields are done: a folder named MODEL is alwa
 - ``receptive_field.json`` (px at the model's own sampling): ``analytic_px`` (layer
   arithmetic on the built network; U-Net 14·2^depth − 7 = 21/49/105/217, repeated as
   ``formula_px``; StarDist depth 3: 98 at grid 1, 200 at grid 2); ``empirical_px`` (measured:
-  width of the input-gradient support of the centre output pixel, averaged over the 2^depth
-  pooling phases, equal to ``analytic_px``); ``empirical_max_px``/``empirical_min_px`` (widest
+  width of the input-gradient support of the centre output pixel of a linear, positive copy of
+  the network (its wiring, not its trained weights, which can saturate or kill every gradient),
+  averaged over the 2^depth pooling phases, equal to ``analytic_px``); ``empirical_max_px``/``empirical_min_px`` (widest
   and narrowest phase; the widest is the true field); ``empirical_extent_px`` (per phase: y and
   x offsets); ``analytic_um`` when the pixel size is known; for StarDist also
   ``stardist_estimate_px`` (StarDist's own impulse-response estimate, an effective field).
+  A measurement that fails is recorded as ``analytic_error`` / ``empirical_error`` /
+  ``stardist_estimate_error``; the model is kept.
 - ``training_log.csv``: one row per epoch (epoch, steps, loss, val_loss, learning_rate, time_s).
 - ``cost.json``: wall_time_s, train_time_s, steps, epochs, pixels_seen, n_train, n_val,
   patch_size, batch_size, n_parameters, device, versions.
