@@ -418,14 +418,14 @@ def finish(config: SweepConfig, plan: Plan, outcomes: list[Outcome]) -> dict:
 
 def acquisition_plan(config: SweepConfig, plan: Plan, finished, selection):
     """Objects and bytes per field and per hour at each factor, for a camera the size of the images."""
-    from .planning import plan_acquisition, plan_areas
+    from .planning import plan_acquisition, plan_areas, plan_density
     from .recommend import select_object_areas
 
     factors = list(selection.table["factor"])
     areas = plan_areas(factors, select_object_areas(finished))
     camera = (plan.image_shape[1], plan.image_shape[0])
     return plan_acquisition(factors, {f: a for f, (a, _) in areas.items()}, camera, config.tau_s,
-                            plan.pixel_size_um, selection.factor)
+                            plan.pixel_size_um, selection.factor, density=plan_density(finished))
 
 
 def draw_figures(config: SweepConfig, plan: Plan, summary, per_image, per_object, chosen: str) -> dict:

@@ -189,3 +189,18 @@ def test_condition_effects():
         condition_effects(per_object, {"wt1": "a", "wt2": "b", "pc1": "c"})
     with pytest.raises(InputError, match="no evaluated image"):
         condition_effects(per_object, {"x": "a", "y": "b"})
+
+
+def test_undefined_classes_are_marked():
+    """A class absent from both masks has no IoU: named per image, counted in the summary."""
+    gt = np.zeros((16, 16), np.uint8)
+    gt[4:6, 4:6] = 2  # a coarse object that is all edge: no inner class anywhere
+    _, row = evaluate_pair(gt, gt.copy(), "semantic", "a", "ds16")
+    assert row["undefined_classes"] == "inner" and np.isnan(row["iou_inner"])
+    assert row["iou_semantic"] == pytest.approx(row["iou_edge"])  # the mean is the edge class alone
+    full = gt.copy()
+    full[8:12, 8:12] = 1
+    _, row2 = evaluate_pair(full, full.copy(), "semantic", "b", "ds16")
+    assert row2["undefined_classes"] == ""
+    s = summarize(per_image_table([row, row2]))
+    assert s.loc[0, "n_images_undefined_class"] == 1
