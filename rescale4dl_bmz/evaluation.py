@@ -359,7 +359,8 @@ def summarize(per_image, per_object=None, *, tau: float = 1.0, confidence: float
     IoUs: means over images (`iou_mean` of the ranking IoU `iou`, with its bootstrap CI and
     median). Counts are summed; precision/recall/F1/accuracy/matched IoU/PQ pooled over all
     images. The effect size of each factor against the best (`iou_diff_vs_best`, with its paired
-    Student-t CI `iou_diff_ci_low`/`iou_diff_ci_high` over the test images). `gt_mean_diameter_px` is D_s, the mean over images of the per-image mean GT diameter,
+    Student-t CI `iou_diff_ci_low`/`iou_diff_ci_high` over the test images). `gt_mean_diameter_px`
+    is D_s, the mean over images of the per-image mean GT diameter,
     in the factor's pixels (`pred_mean_diameter_px` likewise for predictions);
     `pct_diameter_per_pixel` = 100 / D_s; `pct_area_per_pixel` the mean over images of the
     per-image mean of 100 / area; `objects_per_original_px` = all GT objects / all original
@@ -413,7 +414,8 @@ def summarize(per_image, per_object=None, *, tau: float = 1.0, confidence: float
     cmp = compare_factors(per_image, per_object, "iou", confidence=confidence, n_resamples=n_resamples, seed=seed)
     cmp = cmp.rename(columns={"ci_low": "iou_ci_low", "ci_high": "iou_ci_high",
                               "mean_difference_vs_best": "iou_diff_vs_best",
-                              "mean_difference_ci_low": "iou_diff_ci_low", "mean_difference_ci_high": "iou_diff_ci_high"})
+                              "mean_difference_ci_low": "iou_diff_ci_low",
+                              "mean_difference_ci_high": "iou_diff_ci_high"})
     keep = ["task", "grid", "factor", "iou_ci_low", "iou_ci_high", "best_factor", "iou_diff_vs_best",
             "iou_diff_ci_low", "iou_diff_ci_high", "p_vs_best", "test_vs_best", "n_paired", "ks_diameter",
             "ks_pvalue", "wasserstein_diameter"]

@@ -4,7 +4,7 @@ Criteria (`CRITERIA`):
 
 - ``coarsest-equivalent`` (default): the coarsest factor practically equivalent to the best
   one. Units: the test images, paired (the same image at both factors, on the chosen grid).
-  Effect size: the mean IoU difference factor - best with its 95 % paired Student-t interval
+  Effect size: the mean IoU difference factor - best with its 1 - alpha (95 %) paired t interval
   (`metrics.paired_difference`). Margin of practical equivalence: ``tolerance`` when given,
   else `DEFAULT_MARGIN` (0.02 IoU). A factor is equivalent when the interval's lower bound lies
   above -margin; worse when its upper bound lies below -margin; else undecided (not chosen).
@@ -223,7 +223,7 @@ def select_equivalence(cand: pd.DataFrame, per_image: pd.DataFrame | None, grid:
         effect = None
         if have_images:
             vb, vo = _paired_values(per_image, grid, best_row["factor"], row["factor"])
-            effect = paired_difference(vo, vb, margin)
+            effect = paired_difference(vo, vb, margin, confidence=1 - alpha)
             decision = select_paired_test(vb, vo)
             out.loc[i, ["n_paired", "iou_diff", "iou_diff_ci_low", "iou_diff_ci_high", "p_value",
                         "n_lower_by_margin"]] = [effect.n, effect.mean_difference, effect.ci_low, effect.ci_high,

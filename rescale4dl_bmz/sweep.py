@@ -437,10 +437,16 @@ def draw_figures(config: SweepConfig, plan: Plan, summary, per_image, per_object
     fig = Path(plan.out) / "figures"
     done = summary[summary["status"] == "done"]
     paths = {}
+    measure = plan.size_measure.replace("_", " ")
     for grid in ("native", "sampled"):
         name = "iou_vs_coverage.png" if grid == "native" else "iou_vs_coverage_sampled.png"
+        title = f"{config.task} segmentation, {grid} grid (x: % of object {measure} per pixel)"
+        if grid == "sampled":
+            rows = done[(done["grid"] == "sampled") & (done.get("n_images_undefined_class", 0) > 0)]
+            title += "\npaper's view only: flatters coarse factors" + (
+                f"; NaN class at {', '.join(rows['factor'])}" if len(rows) else "")
         paths[f"iou_{grid}"] = plot_iou_vs_coverage(per_image, done, fig / name, grid=grid, chosen=chosen,
-                                                    title=f"{config.task} segmentation, {grid} grid")
+                                                    title=title)
     gt = per_object[per_object["source"] == "gt"].rename(columns={"diameter": "gt_diameter"})
     pr = per_object[per_object["source"] == "pred"].rename(columns={"diameter": "pred_diameter"})
     both = pd.concat([gt, pr], ignore_index=True)
