@@ -134,7 +134,8 @@ def markdown(rows: list[dict]) -> str:
     lines = [head, "|" + "---|" * 11]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['data']} | failed: {r['error']} |" + " |" * 9)
+            error = " ".join(str(r["error"]).split()).replace("|", "/")
+            lines.append(f"| {r['data']} | failed: {error} |" + " |" * 9)
             continue
         ious = ", ".join(f"{k} {v:.2f}" for k, v in r["native_iou"].items())
         lines.append(f"| {r['data']} | {r['task']} | {r['size_measure'].replace('_', ' ')} {r['og_size_px']:.1f} px "
