@@ -3,10 +3,10 @@
 // Part of rescale4dl_bmz. Same rule as rescale4dl_bmz.labels.instance_to_semantic, pixel for pixel.
 //
 // style=deepbacs (default): the DeepBacs / MorphoLibJ "Label Boundaries" rule. A pixel is an
-//   edge when its RIGHT or its LOWER neighbour carries a different label; the last row and the
-//   last column are never edges. Then inner = label > 0 and not edge -> 1, edge -> 2 (edge wins,
-//   background pixels included). The edge is 1 px wide: outside an object on its top/left
-//   sides, inside on its bottom/right sides.
+//   edge when its RIGHT or its LOWER neighbour carries a different label; no pixel of the last
+//   row or of the last column is ever an edge (MorphoLibJ loops over x < width-1, y < height-1).
+//   Then inner = label > 0 and not edge -> 1, edge -> 2 (edge wins, background pixels included).
+//   The edge is 1 px wide: outside an object on its top/left sides, inside on its bottom/right.
 // style=inner: symmetric rim inside each object: an object pixel with a 4-neighbour of another
 //   label (or background) is an edge; the image border does not make edges.
 //
@@ -136,6 +136,16 @@ function semantic(source, name) {
 		lower = neighbourDifference(labels, 0, -1, 0, h - 1, w, 1); // lower neighbour; not the last row
 		imageCalculator("Add", edge, lower);
 		closeImage(lower);
+		if (STYLE == "deepbacs") {
+			// MorphoLibJ's loops stop at width-1 and height-1: no pixel of the last column or
+			// of the last row is an edge, even where its lower/right neighbour differs.
+			selectImage(edge);
+			makeRectangle(w - 1, 0, 1, h);
+			run("Set...", "value=0");
+			makeRectangle(0, h - 1, w, 1);
+			run("Set...", "value=0");
+			run("Select None");
+		}
 		if (STYLE == "inner") {
 			left = neighbourDifference(labels, 1, 0, 0, 0, 1, h); // left neighbour; not the first column
 			imageCalculator("Add", edge, left);

@@ -14,9 +14,23 @@ measured on (`grid_scale` = that grid's pixel size / the original one); coverage
 The per-image ranking column `iou` (summary: `iou_mean`) is task-agnostic: `iou_semantic` for
 the semantic task, the mean per-object IoU (`iou_instance`, unmatched GT = 0) for the instance
 task. Semantic runs also get instance metrics and diameters: their 0/1/2 masks become instances
-with `labels.semantic_to_instances` (inner class, fill holes, distance-transform watershed,
-objects under `min_size` px dropped), applied to ground truth and prediction alike unless
-instance labels are given.
+with `labels.semantic_to_instances` (inner seeds, fill holes, distance-transform watershed grown
+back over inner ∪ edge so objects keep their annotated size, objects under `min_size` px
+dropped), applied to ground truth and prediction alike unless instance labels are given.
+
+Object size: `diameter` names the one morphology column used as the object's size everywhere
+(`size_measure` column: "width" for elongated objects, "equivalent_diameter" for round ones,
+chosen once per data set by `advise.object_size_measure`); `pct_diameter_per_pixel` = 100 / it.
+
+Classes: a semantic class absent from both ground truth and prediction has no IoU (NaN); the
+per-image `undefined_classes` column names them (summary: `n_images_undefined_class`), since the
+semantic mean then averages the remaining class alone (`SAMPLED_GRID_NOTE`).
+
+Objects per field: `objects_per_original_px` is the density counted in the annotations (ground
+truth objects / original pixels); `throughput` = density x camera field (CAM_FOV original pixels
+x scale^2) / tau, the objects a field at that factor really holds; `packing_throughput` =
+CAM_FOV / A_s / tau is the wall-to-wall packing limit (the paper's TH_s). `bytes_per_object` =
+bytes of a field / objects it holds (the same definition as `planning`).
 """
 
 from __future__ import annotations
@@ -28,7 +42,8 @@ import numpy as np
 from .errors import InputError
 from .factors import Factor, parse_factor
 from .metrics import (bootstrap_ci, bytes_per_object, crop_iou_rescale4dl, distribution_distance,
-                      group_difference, match_instances, object_morphology, paired_test, pct_area_per_pixel,
+                      group_difference, match_instances, object_morphology, paired_difference, paired_test,
+                      pct_area_per_pixel,
                       pct_diameter_per_pixel, semantic_scores, throughput)
 from .metrics._checks import as_label_image, check_same_shape
 from .metrics.instance import index_labels
@@ -37,34 +52,47 @@ from .metrics.semantic import binary_iou
 TASKS = ("semantic", "instance")
 GRIDS = ("sampled", "native")
 CROPS = ("topleft", "center")
-DIAMETERS = {"width": "width", "equivalent": "equivalent_diameter", "inscribed": "max_inscribed_diameter"}
+DIAMETERS = {"width": "width", "equivalent": "equivalent_diameter", "equivalent_diameter": "equivalent_diameter",
+             "inscribed": "max_inscribed_diameter"}
+SEMANTIC_CLASSES = {"iou_inner": "inner", "iou_edge": "edge"}
+SAMPLED_GRID_NOTE = (
+    "The sampled grid flatters coarse factors: there the ground truth is rescaled to the factor's "
+    "own coarse grid, where small objects and thin parts have vanished from it and the 1-px edge "
+    "class covers a whole object, so what is left is easier to match; when a class is absent "
+    "from both masks (its IoU undefined, NaN: marked in `undefined_classes`) the semantic mean "
+    "is the other class alone. The native grid compares every prediction with the same original "
+    "annotation, and it alone decides.")
 RANKING = {"semantic": "iou_semantic", "instance": "iou_instance"}
 
 KEY_COLUMNS = ("task", "factor", "scale", "pixel_size_um", "grid", "grid_scale", "image")
 MORPHOLOGY = ("area", "equivalent_diameter", "width", "width_skeleton", "max_inscribed_diameter", "perimeter",
               "circularity")
 PER_OBJECT_COLUMNS = KEY_COLUMNS + (
-    "source", "label", "matched_label", "iou", "iou_rescale4dl", *MORPHOLOGY, "diameter", "diameter_um",
+    "source", "label", "matched_label", "iou", "iou_rescale4dl", *MORPHOLOGY, "size_measure", "diameter", "diameter_um",
     "pct_diameter_per_pixel", "pct_area_per_pixel")
 SEMANTIC_IOUS = ("iou_inner", "iou_edge", "iou_semantic", "iou_all_labels")
 INSTANCE_SCORES = ("iou_instance", "mean_matched_iou", "panoptic_quality", "iou_rescale4dl")
 COUNTS = ("n_true", "n_pred", "tp", "fp", "fn")
 RATES = ("precision", "recall", "f1", "accuracy")
 PER_IMAGE_COLUMNS = KEY_COLUMNS + (
-    "image_height", "image_width", "fov_area_px", "iou", *SEMANTIC_IOUS, "iou_binary", *INSTANCE_SCORES,
+    "image_height", "image_width", "fov_area_px", "iou", *SEMANTIC_IOUS, "undefined_classes", "iou_binary",
+    *INSTANCE_SCORES,
     *COUNTS, *RATES, "gt_area_mean", "gt_diameter_mean", "gt_diameter_median", "pred_area_mean",
-    "pred_diameter_mean", "pred_diameter_median", "pct_diameter_per_pixel", "pct_area_per_pixel",
+    "pred_diameter_mean", "pred_diameter_median", "size_measure", "pct_diameter_per_pixel", "pct_area_per_pixel",
     "bytes_per_object")
 SUMMARY_COLUMNS = (
     "task", "factor", "scale", "pixel_size_um", "grid", "n_images", "n_true", "n_pred",
-    "iou_mean", "iou_ci_low", "iou_ci_high", "iou_median", *SEMANTIC_IOUS, "iou_binary", *INSTANCE_SCORES,
-    "tp", "fp", "fn", *RATES, "gt_mean_diameter_px", "gt_mean_diameter_um", "pred_mean_diameter_px",
-    "mean_object_area_px",
-    "pct_diameter_per_pixel", "pct_area_per_pixel", "fov_area_px", "tau_s", "throughput", "bytes_per_object",
-    "best_factor", "p_vs_best", "test_vs_best", "n_paired", "ks_diameter", "ks_pvalue", "wasserstein_diameter")
+    "iou_mean", "iou_ci_low", "iou_ci_high", "iou_median", *SEMANTIC_IOUS, "n_images_undefined_class", "iou_binary",
+    *INSTANCE_SCORES, "tp", "fp", "fn", *RATES, "size_measure", "gt_mean_diameter_px", "gt_mean_diameter_um",
+    "pred_mean_diameter_px", "mean_object_area_px",
+    "pct_diameter_per_pixel", "pct_area_per_pixel", "fov_area_px", "objects_per_original_px", "tau_s", "throughput",
+    "packing_throughput", "bytes_per_object",
+    "best_factor", "iou_diff_vs_best", "iou_diff_ci_low", "iou_diff_ci_high", "p_vs_best", "test_vs_best",
+    "n_paired", "ks_diameter", "ks_pvalue", "wasserstein_diameter")
 COMPARISON_COLUMNS = (
     "task", "grid", "factor", "scale", "n_images", "mean", "ci_low", "ci_high", "best_factor", "p_vs_best",
-    "test_vs_best", "n_paired", "mean_difference_vs_best", "ks_diameter", "ks_pvalue", "wasserstein_diameter")
+    "test_vs_best", "n_paired", "mean_difference_vs_best", "mean_difference_ci_low", "mean_difference_ci_high",
+    "ks_diameter", "ks_pvalue", "wasserstein_diameter")
 CONDITION_COLUMNS = (
     "task", "grid", "factor", "scale", "source", "quantity", "condition_a", "condition_b", "n_a", "n_b",
     "mean_a", "mean_b", "difference", "hedges_g", "p_value", "p_value_welch")
@@ -95,14 +123,15 @@ def _median(values) -> float:
 
 # ----------------------------------------------------------------------------- one pair
 
-def _instances(task: str, semantic: np.ndarray, given: np.ndarray | None, min_size: int, what: str) -> np.ndarray:
+def _instances(task: str, semantic: np.ndarray, given: np.ndarray | None, min_size: int, what: str,
+               style: str = "deepbacs") -> np.ndarray:
     if task == "instance":
         return semantic
     if given is not None:
         return as_label_image(given, what)
     from .labels import semantic_to_instances
 
-    return semantic_to_instances(semantic, min_size=min_size)
+    return semantic_to_instances(semantic, min_size=min_size, flood="cells", style=style)
 
 
 def evaluate_pair(gt: np.ndarray, pred: np.ndarray, task: str, image: str, factor: Factor | str | float = "og",
@@ -110,14 +139,14 @@ def evaluate_pair(gt: np.ndarray, pred: np.ndarray, task: str, image: str, facto
                   gt_instances: np.ndarray | None = None, pred_instances: np.ndarray | None = None,
                   thresh: float = 0.5, min_size: int = 10, diameter: str = "width", bytes_per_pixel: float = 2.0,
                   fov_area_px: float | None = None, grid_scale: float | None = None,
-                  compat: bool | None = None) -> tuple[list[dict], dict]:
+                  compat: bool | None = None, label_style: str = "deepbacs") -> tuple[list[dict], dict]:
     """Evaluate one GT/prediction pair of the same shape: (per-object rows, per-image row).
 
     `pixel_size_um` is the ORIGINAL pixel size (µm, None when unknown). `grid_scale` defaults to
     the factor's scale on the sampled grid and 1 on the native one. `fov_area_px` (CAM_FOV)
     defaults to the field's area on the original grid. `gt_instances`/`pred_instances` replace
-    the watershed of a semantic task. `compat` adds the original crop-based IoU
-    (`iou_rescale4dl`; default: instance task only).
+    the watershed of a semantic task (`label_style`: the edge rule of the 0/1/2 masks). `compat`
+    adds the original crop-based IoU (`iou_rescale4dl`; default: instance task only).
     """
     f = parse_factor(factor)
     _choice(task, TASKS, "task")
@@ -141,10 +170,12 @@ def evaluate_pair(gt: np.ndarray, pred: np.ndarray, task: str, image: str, facto
 
     if task == "semantic":
         row.update(semantic_scores(g, p).as_dict())
+        row["undefined_classes"] = " ".join(name for key, name in SEMANTIC_CLASSES.items()
+                                            if not np.isfinite(row[key]))
     else:
-        row.update({k: _NAN for k in SEMANTIC_IOUS}, iou_binary=binary_iou(g, p))
-    gi = _instances(task, g, gt_instances, min_size, "ground-truth instances")
-    pi = _instances(task, p, pred_instances, min_size, "predicted instances")
+        row.update({k: _NAN for k in SEMANTIC_IOUS}, iou_binary=binary_iou(g, p), undefined_classes="")
+    gi = _instances(task, g, gt_instances, min_size, "ground-truth instances", label_style)
+    pi = _instances(task, p, pred_instances, min_size, "predicted instances", label_style)
     check_same_shape(gi, pi, "ground-truth instances", "predicted instances")
 
     gi, pi = index_labels(gi, "ground-truth instances"), index_labels(pi, "predicted instances")
@@ -167,7 +198,8 @@ def evaluate_pair(gt: np.ndarray, pred: np.ndarray, task: str, image: str, facto
         cov_d = np.atleast_1d(pct_diameter_per_pixel(d * to_factor))
         cov_a = np.atleast_1d(pct_area_per_pixel(area_f))
         columns = {"label": morph["label"], "matched_label": matched, "iou": ious, "iou_rescale4dl": compat_iou,
-                   **{k: morph[k] for k in MORPHOLOGY}, "diameter": d, "diameter_um": d * px_um,
+                   **{k: morph[k] for k in MORPHOLOGY}, "size_measure": np.full(d.shape, DIAMETERS[diameter], object),
+                   "diameter": d, "diameter_um": d * px_um,
                    "pct_diameter_per_pixel": cov_d, "pct_area_per_pixel": cov_a}
         names = list(columns)
         for values in zip(*(columns[k].tolist() for k in names)):
@@ -178,7 +210,7 @@ def evaluate_pair(gt: np.ndarray, pred: np.ndarray, task: str, image: str, facto
     p_area, p_d, _ = stats["pred"]
     row.update(gt_area_mean=_mean(g_area), gt_diameter_mean=_mean(g_d), gt_diameter_median=_median(g_d),
                pred_area_mean=_mean(p_area), pred_diameter_mean=_mean(p_d), pred_diameter_median=_median(p_d),
-               pct_diameter_per_pixel=pct_diameter_per_pixel(_mean(g_d) * to_factor),
+               size_measure=DIAMETERS[diameter], pct_diameter_per_pixel=pct_diameter_per_pixel(_mean(g_d) * to_factor),
                pct_area_per_pixel=_mean(g_cov),
                bytes_per_object=bytes_per_object(fov / f.scale ** 2, m.n_true, bytes_per_pixel))
     return rows, {k: row[k] for k in PER_IMAGE_COLUMNS}
@@ -224,7 +256,7 @@ def native_pair(gt_native: np.ndarray, pred: np.ndarray, factor: Factor | str | 
 def evaluate_native(gt_native: np.ndarray, pred: np.ndarray, task: str, image: str,
                     factor: Factor | str | float, crop: str = "topleft", *,
                     gt_instances: np.ndarray | None = None, pred_instances: np.ndarray | None = None,
-                    min_size: int = 10, **kwargs) -> tuple[list[dict], dict]:
+                    min_size: int = 10, label_style: str = "deepbacs", **kwargs) -> tuple[list[dict], dict]:
     """`evaluate_pair` on the native grid: prediction back on the original grid vs the original GT.
 
     `gt_instances` (semantic task), on the original grid like `gt_native`, is cropped with it.
@@ -243,10 +275,11 @@ def evaluate_native(gt_native: np.ndarray, pred: np.ndarray, task: str, image: s
                 raise InputError(f"ground-truth instances have shape {gi.shape} but the original ground truth "
                                  f"has shape {np.shape(gt_native)}")
             gi = gi[native_extent(gi.shape, np.shape(pred), f, crop)]
-        pi = _instances(task, as_label_image(pred, "prediction"), pred_instances, min_size, "predicted instances")
+        pi = _instances(task, as_label_image(pred, "prediction"), pred_instances, min_size, "predicted instances",
+                        label_style)
         pi = rescale_mask(pi, parse_factor(1.0 / f.scale))
     return evaluate_pair(gt_c, pred_n, task, image, f, "native", gt_instances=gi, pred_instances=pi,
-                         min_size=min_size, **kwargs)
+                         min_size=min_size, label_style=label_style, **kwargs)
 
 
 # ----------------------------------------------------------------------------- tables
@@ -307,12 +340,15 @@ def compare_factors(per_image, per_object=None, metric: str = "iou", *, confiden
             r["best_factor"] = best["factor"]
             if r is best:
                 r.update(p_vs_best=_NAN, test_vs_best="best", n_paired=len(best["_per_image"]),
-                         mean_difference_vs_best=0.0)
+                         mean_difference_vs_best=0.0, mean_difference_ci_low=0.0, mean_difference_ci_high=0.0)
                 continue
             common = r["_per_image"].index.intersection(best["_per_image"].index)
-            t = paired_test(r["_per_image"][common].to_numpy(), best["_per_image"][common].to_numpy())
+            mine, theirs = r["_per_image"][common].to_numpy(), best["_per_image"][common].to_numpy()
+            t = paired_test(mine, theirs)
+            effect = paired_difference(mine, theirs, margin=0.0, confidence=confidence)
             r.update(p_vs_best=t.p_value, test_vs_best=t.method, n_paired=t.n,
-                     mean_difference_vs_best=t.mean_difference)
+                     mean_difference_vs_best=t.mean_difference, mean_difference_ci_low=effect.ci_low,
+                     mean_difference_ci_high=effect.ci_high)
     return pd.DataFrame(out, columns=list(COMPARISON_COLUMNS))
 
 
@@ -322,13 +358,17 @@ def summarize(per_image, per_object=None, *, tau: float = 1.0, confidence: float
 
     IoUs: means over images (`iou_mean` of the ranking IoU `iou`, with its bootstrap CI and
     median). Counts are summed; precision/recall/F1/accuracy/matched IoU/PQ pooled over all
-    images. `gt_mean_diameter_px` is D_s, the mean over images of the per-image mean GT diameter,
+    images. The effect size of each factor against the best (`iou_diff_vs_best`, with its paired
+    Student-t CI `iou_diff_ci_low`/`iou_diff_ci_high` over the test images). `gt_mean_diameter_px`
+    is D_s, the mean over images of the per-image mean GT diameter,
     in the factor's pixels (`pred_mean_diameter_px` likewise for predictions);
     `pct_diameter_per_pixel` = 100 / D_s; `pct_area_per_pixel` the mean over images of the
-    per-image mean of 100 / area; `throughput` = CAM_FOV / A_s / tau with A_s
-    (`mean_object_area_px`) the mean over images of the per-image mean GT area (factor pixels);
-    `bytes_per_object` = all pixels at the factor × bytes per pixel / all GT objects. Paired
-    test, best factor and diameter distances: `compare_factors`.
+    per-image mean of 100 / area; `objects_per_original_px` = all GT objects / all original
+    pixels evaluated; `throughput` = that density x CAM_FOV x scale^2 / tau (objects a camera
+    field at the factor holds, per unit time); `packing_throughput` = CAM_FOV / A_s / tau (the
+    packing limit) with A_s (`mean_object_area_px`) the mean over images of the per-image mean
+    GT area (factor pixels); `bytes_per_object` = all pixels at the factor × bytes per pixel /
+    all GT objects. Paired test, best factor and diameter distances: `compare_factors`.
     """
     import pandas as pd
 
@@ -344,11 +384,17 @@ def summarize(per_image, per_object=None, *, tau: float = 1.0, confidence: float
         a_s = _mean(grp["gt_area_mean"].to_numpy(float) * to_factor ** 2)
         fov = _mean(grp["fov_area_px"])
         n_true = int(grp["n_true"].sum())
+        area_seen = float(grp["fov_area_px"].sum())
+        density = n_true / area_seen if area_seen > 0 else _NAN
+        undefined = grp["undefined_classes"] if "undefined_classes" in grp else pd.Series([], dtype=object)
+        measure = grp["size_measure"].dropna() if "size_measure" in grp else pd.Series([], dtype=object)
         bpo_num = (grp["bytes_per_object"].to_numpy(float) * grp["n_true"].to_numpy(float))
         row = {"task": task, "factor": factor, "scale": scale, "pixel_size_um": grp["pixel_size_um"].iloc[0],
                "grid": grid, "n_images": int(grp["image"].nunique()), "n_true": n_true,
                "n_pred": int(grp["n_pred"].sum()), "iou_mean": _mean(grp["iou"]), "iou_median": _median(grp["iou"]),
                **{k: _mean(grp[k]) for k in (*SEMANTIC_IOUS, "iou_binary", "iou_instance", "iou_rescale4dl")},
+               "n_images_undefined_class": int((undefined.fillna("").astype(str).str.strip() != "").sum()),
+               "size_measure": str(measure.iloc[0]) if len(measure) else "",
                "mean_matched_iou": matched / tp if tp else 0.0,
                "panoptic_quality": matched / (tp + fp / 2 + fn / 2) if tp else 0.0,
                "tp": tp, "fp": fp, "fn": fn,
@@ -357,17 +403,22 @@ def summarize(per_image, per_object=None, *, tau: float = 1.0, confidence: float
                "gt_mean_diameter_px": d_s, "gt_mean_diameter_um": d_s * float(grp["pixel_size_um"].iloc[0]),
                "pred_mean_diameter_px": _mean(grp["pred_diameter_mean"].to_numpy(float) * to_factor),
                "mean_object_area_px": a_s, "pct_diameter_per_pixel": pct_diameter_per_pixel(d_s),
-               "pct_area_per_pixel": _mean(grp["pct_area_per_pixel"]), "fov_area_px": fov, "tau_s": tau,
-               "throughput": throughput(fov, a_s, tau),
+               "pct_area_per_pixel": _mean(grp["pct_area_per_pixel"]), "fov_area_px": fov,
+               "objects_per_original_px": density, "tau_s": tau,
+               "throughput": density * fov * scale ** 2 / tau, "packing_throughput": throughput(fov, a_s, tau),
                "bytes_per_object": float(np.nansum(bpo_num) / n_true) if n_true else _NAN}
         rows.append(row)
     summary = pd.DataFrame(rows)
     if summary.empty:
         return pd.DataFrame(columns=list(SUMMARY_COLUMNS))
     cmp = compare_factors(per_image, per_object, "iou", confidence=confidence, n_resamples=n_resamples, seed=seed)
-    cmp = cmp.rename(columns={"ci_low": "iou_ci_low", "ci_high": "iou_ci_high"})
-    keep = ["task", "grid", "factor", "iou_ci_low", "iou_ci_high", "best_factor", "p_vs_best", "test_vs_best",
-            "n_paired", "ks_diameter", "ks_pvalue", "wasserstein_diameter"]
+    cmp = cmp.rename(columns={"ci_low": "iou_ci_low", "ci_high": "iou_ci_high",
+                              "mean_difference_vs_best": "iou_diff_vs_best",
+                              "mean_difference_ci_low": "iou_diff_ci_low",
+                              "mean_difference_ci_high": "iou_diff_ci_high"})
+    keep = ["task", "grid", "factor", "iou_ci_low", "iou_ci_high", "best_factor", "iou_diff_vs_best",
+            "iou_diff_ci_low", "iou_diff_ci_high", "p_vs_best", "test_vs_best", "n_paired", "ks_diameter",
+            "ks_pvalue", "wasserstein_diameter"]
     summary = summary.merge(cmp[keep], on=["task", "grid", "factor"], how="left")
     return summary[list(SUMMARY_COLUMNS)]
 

@@ -4,7 +4,9 @@ Classes: 0 background, 1 inner (cell interior), 2 edge (cell boundary).
 
 `instance_to_semantic(mask, "deepbacs")` is the DeepBacs rule, i.e. MorphoLibJ's "Label
 Boundaries": a pixel is an edge pixel when its right or its lower neighbour carries a different
-label; the last row and the last column are never edges. The edge is therefore 1 px wide and
+label; no pixel of the last row or of the last column is ever an edge (MorphoLibJ's double loop
+runs over x < width - 1 and y < height - 1 only, so a last-column pixel is not marked even when
+its lower neighbour differs, nor a last-row pixel when its right neighbour differs). The edge is therefore 1 px wide and
 asymmetric (outside an object on its top/left sides, inside on its bottom/right sides), touching
 objects are split by a 1-px line and diagonal contacts are not marked. Edge wins over inner and
 over background. `fiji_macros/instance_to_semantic.ijm` computes the same thing in ImageJ.
@@ -64,7 +66,6 @@ def _deepbacs(labels: np.ndarray) -> np.ndarray:
         e = edge[start:stop]
         right_stop = min(stop, n - 1)  # the very last pixel has no successor
         np.not_equal(flat[start:right_stop], flat[start + 1:right_stop + 1], out=e[:right_stop - start])
-        e[width - 1::width] = False  # last column: the "next" pixel is on the next row
         if right_stop < stop:
             e[-1] = False
         lower_stop = min(stop, n - width)  # the last row has no lower neighbour
@@ -72,6 +73,11 @@ def _deepbacs(labels: np.ndarray) -> np.ndarray:
             lower = scratch[:lower_stop - start]
             np.not_equal(flat[start:lower_stop], flat[start + width:lower_stop + width], out=lower)
             np.logical_or(e[:lower_stop - start], lower, out=e[:lower_stop - start])
+        # MorphoLibJ's loops stop at width - 1 and height - 1: no pixel of the last column or
+        # the last row is ever an edge, whatever its neighbours (bands start on a row).
+        e[width - 1::width] = False
+        if stop > n - width:
+            e[max(n - width - start, 0):] = False
         o = out[start:stop]
         np.add(o, o, out=o)  # edge -> 2
         foreground = scratch[:stop - start]
@@ -145,8 +151,26 @@ def _distance_and_markers(inner: np.ndarray, h: float) -> tuple[np.ndarray, np.n
     return distance, markers
 
 
+def _drop_outer_rim(labels: np.ndarray, semantic: np.ndarray) -> np.ndarray:
+    """Edge pixels whose upper or left neighbour is background -> background.
+
+    The DeepBacs edge of an object is the background row above it and the background column
+    left of it (plus its own bottom/right pixels): those outer pixels are the edge pixels of
+    inner ∪ edge with background above or to the left (an object's own top row has its outer
+    rim above it, not background). Between two touching objects there is no outer rim (the
+    neighbour is the other object) and nothing is removed. Beyond the image border counts as
+    the same object. Inner pixels are never removed.
+    """
+    background = labels == 0
+    drop = np.zeros(labels.shape, bool)
+    drop[1:] |= background[:-1]
+    drop[:, 1:] |= background[:, :-1]
+    drop &= semantic == EDGE
+    return np.where(drop, 0, labels)
+
+
 def semantic_to_instances(semantic: np.ndarray, min_size: int = 10, *, h: float = 2.0,
-                          flood: str = "inner") -> np.ndarray:
+                          flood: str = "cells", style: str = "deepbacs") -> np.ndarray:
     """Instance labels from a 0/1/2 semantic map (deepImageJ-style post-processing).
 
     inner class (== 1) -> fill holes -> Euclidean distance transform -> markers = extended
@@ -156,16 +180,25 @@ def semantic_to_instances(semantic: np.ndarray, min_size: int = 10, *, h: float 
     watershed of the negated distance, which splits touching cells at their neck -> objects under
     `min_size` px dropped -> labels renumbered 1..n (uint16, uint32 beyond 65535 objects).
 
-    `flood="inner"` (default: the deepImageJ post-processing works on the inner class) floods
-    the filled inner region only, so objects
-    lack their 1-px edge; `flood="cells"` also floods the edge pixels (inner ∪ edge, holes
-    filled), each edge pixel going to the nearest basin, for objects of the annotated size.
+    `flood="cells"` (default) floods inner ∪ edge (holes filled): the inner seeds take back
+    their edge, each edge pixel going to the nearest basin, so objects have the annotated size
+    (a ground-truth mask passed through `instance_to_semantic` and back keeps its diameters
+    within 1 px). `flood="inner"` floods the filled inner region only: objects then lack their
+    1-px edge and every diameter is biased low (about one edge width).
+
+    `style` is the edge rule the map was made with. The DeepBacs edge lies OUTSIDE an object on
+    its top/left sides: flooding inner ∪ edge would add that outer rim, so with
+    `style="deepbacs"` (and `flood="cells"`) an edge pixel whose upper or left neighbour is
+    background is given back to the background (the rim's pixels are exactly those). With
+    `style="inner"` the edge lies inside the objects and is kept whole.
     """
     from scipy import ndimage as ndi
     from skimage.segmentation import relabel_sequential, watershed
 
     if flood not in ("inner", "cells"):
         raise InputError(f"unknown flood region {flood!r}; choose 'inner' or 'cells'")
+    if style not in STYLES:
+        raise InputError(f"unknown edge style {style!r}; choose one of {', '.join(STYLES)}")
     if min_size < 0:
         raise InputError(f"min_size must be >= 0, got {min_size}")
     semantic = np.asarray(semantic)
@@ -181,6 +214,8 @@ def semantic_to_instances(semantic: np.ndarray, min_size: int = 10, *, h: float 
     if leftover.any():
         extra, _ = ndi.label(leftover)
         labels = np.where(leftover, extra + labels.max(), labels)
+    if flood == "cells" and style == "deepbacs":
+        labels = _drop_outer_rim(labels, semantic)
     sizes = np.bincount(labels.ravel())
     small = sizes < min_size
     small[0] = False

@@ -2,14 +2,17 @@
 
 Criteria (`CRITERIA`):
 
-- ``coarsest-equivalent`` (default): the coarsest factor whose mean IoU is not significantly worse
-  than the best factor's. Test: `metrics.paired_test` on the per-image IoUs of the images both
-  factors share (Wilcoxon from 10 images, exact sign-flip below; two-sided): a factor is worse
-  when its mean is lower and p < alpha. When the images are too few for that test ever to reach
-  alpha (the sign-flip test needs 6 images for 0.05), or there are no per-image data, the 95 %
-  CIs decide instead (equivalent when the factor's upper bound reaches the best's lower bound);
-  with neither, only ties with the best qualify. With ``tolerance`` the rule is practical
-  instead: mean IoU >= best mean IoU - tolerance.
+- ``coarsest-equivalent`` (default): the coarsest factor practically equivalent to the best
+  one. Units: the test images, paired (the same image at both factors, on the chosen grid).
+  Effect size: the mean IoU difference factor - best with its 1 - alpha (95 %) paired t interval
+  (`metrics.paired_difference`). Margin of practical equivalence: ``tolerance`` when given,
+  else `DEFAULT_MARGIN` (0.02 IoU). A factor is equivalent when the interval's lower bound lies
+  above -margin; worse when its upper bound lies below -margin; else undecided (not chosen).
+  This decides with 5 test images (a sign test cannot: its smallest p-value with 5 pairs is
+  0.0625), and a factor lower than the best on every test image by more than the margin is
+  never equivalent. With a single paired image, or no per-image data, only the means are left:
+  equivalent when the mean is within the margin. The paired sign-flip/Wilcoxon p-value
+  (`p_value`) is still reported, for reference.
 - ``max-iou``: the highest mean IoU.
 - ``iou-x-throughput``: the highest mean IoU x throughput (objects per unit time).
 - ``diameter-fidelity``: the smallest relative error of the predicted object diameter.
@@ -34,6 +37,7 @@ from .factors import parse_factor
 CRITERIA = ("coarsest-equivalent", "max-iou", "iou-x-throughput", "diameter-fidelity")
 DEFAULT_CRITERION = "coarsest-equivalent"
 DEFAULT_ALPHA = 0.05
+DEFAULT_MARGIN = 0.02  # IoU: the margin of practical equivalence when no tolerance is given
 
 # Columns read from summary.csv beyond factor / iou_mean (all optional).
 DIAMETER_ERROR_COLUMNS = ("diameter_rel_error", "diameter_relative_error", "diameter_error_rel")
@@ -198,41 +202,60 @@ def _paired_values(per_image: pd.DataFrame, grid: str | None, a: str, b: str) ->
 
 def select_equivalence(cand: pd.DataFrame, per_image: pd.DataFrame | None, grid: str | None,
                        tolerance: float | None, alpha: float) -> pd.DataFrame:
-    """Add delta_vs_best / p_value / n_paired / test / equivalent columns (each factor vs the best)."""
+    """Each factor against the best: effect size with its CI and the equivalence decision.
+
+    Adds delta_vs_best (best - factor mean), units, n_paired, iou_diff (factor - best, mean over
+    the paired units), iou_diff_ci_low/high (95 % paired t interval), margin, n_lower_by_margin
+    (units where the factor is lower than the best by more than the margin), p_value (paired
+    sign-flip/Wilcoxon, for reference), decision (best/equivalent/worse/undecided), test and
+    equivalent. See the module docstring for the rule.
+    """
+    from .metrics import paired_difference
+
     out = cand.copy()
     best = _argbest(out, out["iou_mean"], higher=True)
     best_row = out.loc[best]
+    margin = DEFAULT_MARGIN if tolerance is None else float(tolerance)
     out["delta_vs_best"] = best_row["iou_mean"] - out["iou_mean"]
-    out["p_value"] = np.nan
+    out["units"] = "test images"
     out["n_paired"] = 0
-    if tolerance is not None:
-        out["equivalent"] = out["delta_vs_best"] <= tolerance + 1e-12
-        out["test"] = f"within tolerance {tolerance:g}"
-        return out
-    have_ci = {"iou_ci_low", "iou_ci_high"} <= set(out.columns) and pd.notna(best_row.get("iou_ci_low"))
-    tests, equivalent = [], []
+    for col in ("iou_diff", "iou_diff_ci_low", "iou_diff_ci_high", "p_value"):
+        out[col] = np.nan
+    out["margin"] = margin
+    out["n_lower_by_margin"] = 0
+    have_images = per_image is not None and not per_image.empty
+    decisions, tests = [], []
     for i, row in out.iterrows():
         if i == best:
-            out.loc[i, "n_paired"] = _n_images(per_image, grid, row["factor"])
+            out.loc[i, ["n_paired", "iou_diff", "iou_diff_ci_low", "iou_diff_ci_high"]] = [
+                _n_images(per_image, grid, row["factor"]), 0.0, 0.0, 0.0]
+            decisions.append("best")
             tests.append("best")
-            equivalent.append(True)
             continue
-        verdict, label = None, "no test possible"
-        if per_image is not None and not per_image.empty:
+        effect = None
+        if have_images:
             vb, vo = _paired_values(per_image, grid, best_row["factor"], row["factor"])
+            effect = paired_difference(vo, vb, margin, confidence=1 - alpha)
             decision = select_paired_test(vb, vo)
-            out.loc[i, ["p_value", "n_paired"]] = [decision.p_value, decision.n]
-            verdict = decision.worse(alpha)
-            label = decision.method if verdict is not None else f"too few images ({decision.n}) for a paired test"
-        if verdict is None and have_ci and pd.notna(row.get("iou_ci_high")):
-            verdict = not bool(row["iou_ci_high"] >= best_row["iou_ci_low"])
-            label = "CI overlap" if label == "no test possible" else f"{label}; CI overlap"
-        if verdict is None:  # nothing can tell: only a tie with the best qualifies
-            verdict = not bool(row["delta_vs_best"] <= 1e-12)
-        tests.append(label)
-        equivalent.append(not verdict)
+            out.loc[i, ["n_paired", "iou_diff", "iou_diff_ci_low", "iou_diff_ci_high", "p_value",
+                        "n_lower_by_margin"]] = [effect.n, effect.mean_difference, effect.ci_low, effect.ci_high,
+                                                 decision.p_value, effect.n_below_margin]
+        if effect is not None and effect.decision != "too few pairs":
+            decisions.append(effect.decision)
+            tests.append(f"paired t 95% CI vs margin {margin:g} ({effect.n} test images)")
+            continue
+        # One paired image or none: only the means can speak.
+        diff = -float(row["delta_vs_best"])
+        if pd.isna(out.loc[i, "iou_diff"]):
+            out.loc[i, "iou_diff"] = diff
+        decisions.append("equivalent" if diff >= -margin - 1e-12 else "worse")
+        n = 0 if effect is None else effect.n
+        tests.append(f"means only ({n} paired image{'s' if n != 1 else ''}), margin {margin:g}")
+        if n == 0:
+            out.loc[i, "units"] = "factor means"
+    out["decision"] = decisions
     out["test"] = tests
-    out["equivalent"] = equivalent
+    out["equivalent"] = [d in ("best", "equivalent") for d in decisions]
     return out
 
 
@@ -461,29 +484,26 @@ def _reason(criterion: str, table: pd.DataFrame, idx: int, best: int, tolerance:
         tail = ""
         if not coarser.empty:
             worst = coarser.iloc[0]
-            tail = f" Every coarser factor is worse ({_why_not(worst, tolerance, alpha)} for {worst['factor']})."
+            tail = f" No coarser factor is equivalent ({worst['factor']}: {_why_not(worst, tolerance, alpha)})."
         return f"{where} is the best factor and the coarsest equivalent one.{tail}"
-    if tolerance is not None:
-        why = f"{row['delta_vs_best']:.3f} below the best, within the tolerance {tolerance:g}"
-    elif "CI overlap" in row["test"]:
-        why = f"not significantly worse than the best: its 95% CI overlaps the best's ({row['test']})"
-    elif row["test"] == "no test possible":
-        why = "equal to the best (no statistics available)"
-    else:
-        why = (f"not significantly worse than the best ({row['test']} over {int(row['n_paired'])} paired "
-               f"images, p = {row['p_value']:.3g} >= {alpha:g})")
+    why = (f"practically equivalent to the best: IoU difference {_diff_text(row)} stays above "
+           f"-{row['margin']:g} ({row['test']})")
     return (f"{where} is the coarsest factor whose IoU is {why}; best: {brow['factor']} "
             f"{_iou_text(brow)}.")
 
 
+def _diff_text(row: pd.Series) -> str:
+    """'-0.012 (95% CI -0.020 to -0.004)' or '-0.012'."""
+    text = f"{row['iou_diff']:+.3f}"
+    if pd.notna(row.get("iou_diff_ci_low")) and pd.notna(row.get("iou_diff_ci_high")):
+        text += f" (95% CI {row['iou_diff_ci_low']:+.3f} to {row['iou_diff_ci_high']:+.3f})"
+    return text
+
+
 def _why_not(row: pd.Series, tolerance: float | None, alpha: float) -> str:
-    if tolerance is not None:
-        return f"{row['delta_vs_best']:.3f} below the best, beyond the tolerance {tolerance:g}"
-    if "CI overlap" in row["test"]:
-        return "95% CIs do not overlap"
-    if math.isfinite(row["p_value"]):
-        return f"{row['test']}, p = {row['p_value']:.3g} < {alpha:g}"
-    return f"mean IoU {row['iou_mean']:.3f}"
+    lower = f", lower on {int(row['n_lower_by_margin'])} of {int(row['n_paired'])} images by more than the margin" \
+        if row.get("n_paired", 0) else ""
+    return f"{row['decision']}: IoU difference {_diff_text(row)} vs margin -{row['margin']:g}{lower}"
 
 
 # ----------------------------------------------------------------------------- text
@@ -505,7 +525,7 @@ def select_format(selection: Selection) -> str:
             lines.append(f"  {label}: x{g['ratio']:.3g}{less} [{g['basis']}]")
     lines.append("")
     cols = [("", None), ("factor", "factor"), ("pixel size", "pixel_size_um"), ("mean IoU", "iou_mean"),
-            ("95% CI", None), ("delta", "delta_vs_best"), ("p", "p_value"), ("equivalent", "equivalent")]
+            ("95% CI", None), ("diff vs best (95% CI)", "iou_diff"), ("p", "p_value"), ("decision", "decision")]
     rows = []
     for _, r in s.table.iterrows():
         ci = ""
@@ -514,7 +534,7 @@ def select_format(selection: Selection) -> str:
         px = "" if r["pixel_size_um"] is None or pd.isna(r["pixel_size_um"]) else f"{r['pixel_size_um']:.4g} µm"
         p = "" if pd.isna(r["p_value"]) else f"{r['p_value']:.3g}"
         rows.append(["->" if r["chosen"] else "", r["factor"], px, f"{r['iou_mean']:.3f}", ci,
-                     f"{r['delta_vs_best']:.3f}", p, "yes" if r["equivalent"] else "no"])
+                     _diff_text(r).replace("95% CI ", ""), p, r["decision"]])
     heads = [c[0] for c in cols]
     widths = [max(len(str(x)) for x in col) for col in zip(heads, *rows)]
     for cells in [heads] + rows:

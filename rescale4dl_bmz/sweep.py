@@ -50,6 +50,7 @@ class Plan:
     test: list[str]
     image_shape: list[int] = field(default_factory=list)  # cropped shape of the first image
     package: dict | None = None         # the pretrained package's description (PackageInfo.as_dict)
+    size_measure: str = "width"         # the object size of every table ("width" or "equivalent_diameter")
 
     def pair(self, name: str) -> Pair:
         item = next(i for i in self.items if i["name"] == name)
@@ -201,14 +202,14 @@ def prepare(config: SweepConfig) -> Plan:
                 items=[{"name": i.name, "image": str(i.image.resolve()), "mask": str(i.mask.resolve()),
                         "shape": list(i.shape), "n_objects": i.n_objects} for i in infos],
                 train=train, test=test, image_shape=[rows.stop - rows.start, cols.stop - cols.start],
-                package=package.as_dict() if package else None)
+                package=package.as_dict() if package else None, size_measure=advice[0].size_measure)
     out = Path(config.out)
     write_text(out / "config.yaml", config.to_yaml())
     write_json(out / "run.json", {"task": config.task, "pixel_size_um": pixel, "factors": plan.factors,
                                   "run_factors": run_factors, "pruned": pruned, "image_shape": plan.image_shape,
                                   "dataset": str(config.images), "train": train, "test": test,
                                   "model": str(config.model) if config.model else None,
-                                  "package": plan.package})
+                                  "package": plan.package, "size_measure": plan.size_measure})
     import pandas as pd
 
     write_csv(out / "advice.csv", pd.DataFrame([a.as_dict() for a in advice]))
@@ -395,13 +396,15 @@ def stage_evaluate(config: SweepConfig, plan: Plan, factor: str) -> dict:
         pred = read_mask(root / "predictions" / f"{name}.tif")
         mask = read_mask(root / "masks" / f"{name}.tif")
         _, og_mask = crop_pair(*read_pair(plan.pair(name), config.channel), plan, config.crop)
-        common = dict(pixel_size_um=plan.pixel_size_um, fov_area_px=float(og_mask.size))
+        common = dict(pixel_size_um=plan.pixel_size_um, fov_area_px=float(og_mask.size),
+                      diameter=plan.size_measure, label_style=config.label_style)
         if config.task == "semantic":
             gt = read_mask(root / "labels" / f"{name}.tif")
             og_gt = instance_to_semantic(og_mask, config.label_style)
             sampled = evaluate_pair(gt, pred, "semantic", name, f, "sampled", gt_instances=mask, **common)
             native = evaluate_native(og_gt, pred, "semantic", name, f, gt_instances=og_mask, **common)
         else:
+            common.pop("label_style")
             sampled = evaluate_pair(mask, pred, "instance", name, f, "sampled", **common)
             native = evaluate_native(og_mask, pred, "instance", name, f, **common)
         for rows, row in (sampled, native):
@@ -513,14 +516,14 @@ def finish(config: SweepConfig, plan: Plan, outcomes: list[Outcome]) -> dict:
 
 def acquisition_plan(config: SweepConfig, plan: Plan, finished, selection):
     """Objects and bytes per field and per hour at each factor, for a camera the size of the images."""
-    from .planning import plan_acquisition, plan_areas
+    from .planning import plan_acquisition, plan_areas, plan_density
     from .recommend import select_object_areas
 
     factors = list(selection.table["factor"])
     areas = plan_areas(factors, select_object_areas(finished))
     camera = (plan.image_shape[1], plan.image_shape[0])
     return plan_acquisition(factors, {f: a for f, (a, _) in areas.items()}, camera, config.tau_s,
-                            plan.pixel_size_um, selection.factor)
+                            plan.pixel_size_um, selection.factor, density=plan_density(finished))
 
 
 def draw_figures(config: SweepConfig, plan: Plan, summary, per_image, per_object, chosen: str) -> dict:
@@ -532,10 +535,16 @@ def draw_figures(config: SweepConfig, plan: Plan, summary, per_image, per_object
     fig = Path(plan.out) / "figures"
     done = summary[summary["status"] == "done"]
     paths = {}
+    measure = plan.size_measure.replace("_", " ")
     for grid in ("native", "sampled"):
         name = "iou_vs_coverage.png" if grid == "native" else "iou_vs_coverage_sampled.png"
+        title = f"{config.task} segmentation, {grid} grid (x: % of object {measure} per pixel)"
+        if grid == "sampled":
+            rows = done[(done["grid"] == "sampled") & (done.get("n_images_undefined_class", 0) > 0)]
+            title += "\npaper's view only: flatters coarse factors" + (
+                f"; NaN class at {', '.join(rows['factor'])}" if len(rows) else "")
         paths[f"iou_{grid}"] = plot_iou_vs_coverage(per_image, done, fig / name, grid=grid, chosen=chosen,
-                                                    title=f"{config.task} segmentation, {grid} grid")
+                                                    title=title)
     gt = per_object[per_object["source"] == "gt"].rename(columns={"diameter": "gt_diameter"})
     pr = per_object[per_object["source"] == "pred"].rename(columns={"diameter": "pred_diameter"})
     both = pd.concat([gt, pr], ignore_index=True)
@@ -592,14 +601,17 @@ def package_note(plan: Plan) -> str:
 def write_sweep_report(config: SweepConfig, plan: Plan, summary, selection, figures: dict, result: dict,
                        acquisition) -> Path:
     """report.md / report.html: decision, table, figures, acquisition plan, costs, failures."""
+    from .evaluation import SAMPLED_GRID_NOTE
     from .planning import plan_format
     from .report import markdown_table, write_report
 
     out = Path(plan.out)
     rel = {k: Path(v).relative_to(out).as_posix() for k, v in figures.items()}
     native = summary[(summary["grid"] == "native") | summary["grid"].isna()]
-    cols = [c for c in ("factor", "pixel_size_um", "status", "iou_mean", "iou_ci_low", "iou_ci_high", "p_vs_best",
-                        "gt_mean_diameter_px", "pct_diameter_per_pixel", "throughput", "bytes_per_object",
+    cols = [c for c in ("factor", "pixel_size_um", "status", "iou_mean", "iou_ci_low", "iou_ci_high",
+                        "iou_diff_vs_best", "iou_diff_ci_low", "iou_diff_ci_high", "n_images_undefined_class",
+                        "size_measure", "gt_mean_diameter_px", "pct_diameter_per_pixel", "throughput",
+                        "bytes_per_object",
                         "wall_time_s", "steps", "inference_s_per_image") if c in native.columns]
     size = f"{plan.pixel_size_um:.4g} µm" if plan.pixel_size_um else "unknown (results in multiples of it)"
     gains = "".join(f"- {k.replace('_', ' ')}: {v['ratio']:.3g}x vs {selection.baseline} ({v.get('basis', '')})\n"
@@ -615,8 +627,10 @@ def write_sweep_report(config: SweepConfig, plan: Plan, summary, selection, figu
                     if plan.pruned else "")),
         ("IoU against sampling", f"![IoU vs % diameter per pixel]({rel['iou_native']})\n\n"
                                  "Native grid: each prediction brought back to the original pixels and compared "
-                                 "with the original ground truth (factors compete on equal terms). "
-                                 f"The sampled-grid view (as the paper reported): ![sampled]({rel['iou_sampled']})"),
+                                 "with the original ground truth (factors compete on equal terms; it decides). "
+                                 f"The sampled-grid view, shown only as the paper reported it: "
+                                 f"![sampled]({rel['iou_sampled']})\n\n{SAMPLED_GRID_NOTE}"
+                                 + undefined_classes_note(summary)),
         ("Sweep table (native grid)", markdown_table(native[cols])),
         ("Object diameters", f"![diameters]({rel['diameters']})"),
         ("Examples", f"![examples]({rel['examples']})"),
@@ -636,6 +650,18 @@ def write_sweep_report(config: SweepConfig, plan: Plan, summary, selection, figu
                                           "`fiji_macros/resample_to_model_pixel_size.ijm`."))
     md, _ = write_report(out, sections)
     return md
+
+
+def undefined_classes_note(summary) -> str:
+    """' Undefined classes (NaN IoU): ds16 (sampled grid, 3 of 3 images), ...' or ''."""
+    if "n_images_undefined_class" not in summary.columns:
+        return ""
+    rows = summary[summary["n_images_undefined_class"].fillna(0) > 0]
+    if rows.empty:
+        return ""
+    return " Undefined classes (NaN IoU, left out of the semantic mean): " + ", ".join(
+        f"{r.factor} ({r.grid} grid, {int(r.n_images_undefined_class)} of {int(r.n_images)} images)"
+        for r in rows.itertuples()) + "."
 
 
 def publish_artifacts(out: Path, result: dict) -> None:

@@ -136,10 +136,20 @@ def test_summary_one_row_per_factor_and_grid():
     og, ds2 = s.iloc[0], s.iloc[1]
     assert og["iou_mean"] == pytest.approx(per_image.query("grid == 'sampled' and factor == 'og'")["iou"].mean())
     assert og["iou_ci_low"] <= og["iou_mean"] <= og["iou_ci_high"]
-    assert og["throughput"] == pytest.approx(og["fov_area_px"] / og["mean_object_area_px"] / 2.0)
+    # Objects per field from the density counted in the annotations, not the packing limit.
+    sampled_og = per_image.query("grid == 'sampled' and factor == 'og'")
+    density = sampled_og["n_true"].sum() / sampled_og["fov_area_px"].sum()
+    assert og["objects_per_original_px"] == pytest.approx(density)
+    assert og["throughput"] == pytest.approx(density * og["fov_area_px"] / 2.0)
+    assert og["packing_throughput"] == pytest.approx(og["fov_area_px"] / og["mean_object_area_px"] / 2.0)
+    assert og["packing_throughput"] > og["throughput"]
+    # One bytes-per-object: the bytes of a field / the objects that field holds.
+    assert og["bytes_per_object"] == pytest.approx(og["fov_area_px"] * 2 / (og["throughput"] * 2.0))
     assert ds2["pixel_size_um"] == pytest.approx(0.2)
     assert ds2["mean_object_area_px"] == pytest.approx(og["mean_object_area_px"] / 4, rel=0.1)
     assert ds2["throughput"] == pytest.approx(4 * og["throughput"], rel=0.1)
+    assert ds2["packing_throughput"] == pytest.approx(4 * og["packing_throughput"], rel=0.1)
+    assert (s["size_measure"] == "width").all() and (s["n_images_undefined_class"] == 0).all()
     assert ds2["bytes_per_object"] == pytest.approx(og["bytes_per_object"] / 4)
     assert ds2["gt_mean_diameter_um"] == pytest.approx(og["gt_mean_diameter_um"], rel=0.1)
     native = s[s["grid"] == "native"].set_index("factor")
@@ -148,6 +158,7 @@ def test_summary_one_row_per_factor_and_grid():
     best = s.loc[s["test_vs_best"] == "best"]
     assert len(best) == 2 and best["p_vs_best"].isna().all()
     assert s["p_vs_best"].notna().sum() == 2 and (s["n_paired"] == 3).all()
+    assert (s["iou_diff_ci_low"] <= s["iou_diff_vs_best"]).all() and (s["iou_diff_vs_best"] <= s["iou_diff_ci_high"]).all()
     assert s["ks_diameter"].between(0, 1).all() and (s["wasserstein_diameter"] >= 0).all()
 
 
@@ -178,3 +189,18 @@ def test_condition_effects():
         condition_effects(per_object, {"wt1": "a", "wt2": "b", "pc1": "c"})
     with pytest.raises(InputError, match="no evaluated image"):
         condition_effects(per_object, {"x": "a", "y": "b"})
+
+
+def test_undefined_classes_are_marked():
+    """A class absent from both masks has no IoU: named per image, counted in the summary."""
+    gt = np.zeros((16, 16), np.uint8)
+    gt[4:6, 4:6] = 2  # a coarse object that is all edge: no inner class anywhere
+    _, row = evaluate_pair(gt, gt.copy(), "semantic", "a", "ds16")
+    assert row["undefined_classes"] == "inner" and np.isnan(row["iou_inner"])
+    assert row["iou_semantic"] == pytest.approx(row["iou_edge"])  # the mean is the edge class alone
+    full = gt.copy()
+    full[8:12, 8:12] = 1
+    _, row2 = evaluate_pair(full, full.copy(), "semantic", "b", "ds16")
+    assert row2["undefined_classes"] == ""
+    s = summarize(per_image_table([row, row2]))
+    assert s.loc[0, "n_images_undefined_class"] == 1

@@ -89,3 +89,25 @@ def test_coverage_and_throughput():
         throughput(1, 1, tau=0)
     with pytest.raises(InputError):
         bytes_per_object(1, 1, bytes_per_pixel=-1)
+
+
+def test_paired_difference_decides_with_five_images():
+    """5 images: the sign-flip test can never reach p < 0.0625; the margin with a CI can decide."""
+    from rescale4dl_bmz.metrics import paired_difference
+
+    best = np.array([0.53, 0.52, 0.54, 0.53, 0.52])
+    lower_everywhere = best - np.array([0.031, 0.029, 0.033, 0.030, 0.035])  # lower on 5 of 5 by > margin
+    r = paired_difference(lower_everywhere, best, margin=0.02)
+    assert r.decision == "worse" and r.n_below_margin == 5 and r.ci_high < -0.02
+    assert r.mean_difference == pytest.approx(-0.0316)
+    close = best + np.array([-0.004, 0.003, -0.002, 0.001, -0.003])
+    assert paired_difference(close, best, margin=0.02).decision == "equivalent"
+    noisy = best + np.array([-0.10, 0.08, -0.05, 0.06, -0.04])
+    assert paired_difference(noisy, best, margin=0.02).decision == "undecided"
+    assert paired_difference([0.5], [0.6], margin=0.02).decision == "too few pairs"
+    # Property: never "equivalent" when every pair is lower by more than the margin.
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        b = rng.uniform(0.3, 0.9, 5)
+        a = b - 0.02 - rng.uniform(1e-6, 0.2, 5)
+        assert paired_difference(a, b, margin=0.02).decision != "equivalent"

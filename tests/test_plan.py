@@ -9,27 +9,33 @@ import pytest
 
 from rescale4dl_bmz.cli import main
 from rescale4dl_bmz.errors import InputError
-from rescale4dl_bmz.planning import plan_acquisition, plan_areas, plan_bytes, plan_format, plan_parse_camera
+from rescale4dl_bmz.planning import (plan_acquisition, plan_areas, plan_bytes, plan_density, plan_format,
+                                     plan_parse_camera)
 
 
 def test_numbers_by_hand():
-    # 2048 x 2048 camera, one field every 2 s; objects of 400 px at og, 100 px at ds2
-    plan = plan_acquisition(["ds2", "og"], {"og": 400.0, "ds2": 100.0}, (2048, 2048), 2.0, 0.08, chosen="ds2")
+    # 2048 x 2048 camera, one field every 2 s; objects of 400 px at og, 100 px at ds2; the
+    # annotations hold 4 objects per 512 x 512 original pixels
+    density = 4 / 512 ** 2
+    plan = plan_acquisition(["ds2", "og"], {"og": 400.0, "ds2": 100.0}, (2048, 2048), 2.0, 0.08, chosen="ds2",
+                            density=density)
     assert list(plan["factor"]) == ["og", "ds2"]
     og, ds2 = plan.iloc[0], plan.iloc[1]
-    assert og["objects_per_fov"] == pytest.approx(2048 * 2048 / 400)  # 10485.76
-    assert og["objects_per_hour"] == pytest.approx(10485.76 * 1800)
+    assert og["objects_per_fov"] == pytest.approx(64)  # 16 annotated fields of 4 objects
+    assert og["packing_limit_per_fov"] == pytest.approx(2048 * 2048 / 400)  # 10485.76, wall to wall
+    assert og["objects_per_hour"] == pytest.approx(64 * 1800)
     assert og["bytes_per_hour"] == ds2["bytes_per_hour"] == pytest.approx(2048 * 2048 * 2 * 1800)
-    assert og["bytes_per_object"] == 800 and ds2["bytes_per_object"] == 200
+    assert og["bytes_per_object"] == pytest.approx(2048 * 2048 * 2 / 64)
+    assert ds2["bytes_per_object"] == pytest.approx(og["bytes_per_object"] / 4)
     assert ds2["objects_per_fov"] == pytest.approx(4 * og["objects_per_fov"])
     assert ds2["pixel_size_um"] == pytest.approx(0.16) and ds2["fov_width_um"] == pytest.approx(2048 * 0.16)
     assert list(plan["chosen"]) == [False, True]
 
 
 def test_unknown_pixel_size_leaves_fields_unknown():
-    plan = plan_acquisition(["og"], {"og": 50.0}, (100, 200), 1.0)
+    plan = plan_acquisition(["og"], {"og": 50.0}, (100, 200), 1.0, density=0.001)
     assert plan.loc[0, "pixel_size_um"] is None and plan.loc[0, "fov_width_um"] is None
-    assert plan.loc[0, "objects_per_fov"] == pytest.approx(400.0)
+    assert plan.loc[0, "objects_per_fov"] == pytest.approx(20.0)
     assert "unknown" in plan_format(plan)
 
 
@@ -55,9 +61,9 @@ def test_bad_camera(text):
 
 @pytest.mark.parametrize("kwargs,match", [({"tau_s": 0}, "tau"), ({"tau_s": float("inf")}, "tau"),
                                           ({"pixel_size_um": -0.1}, "pixel-size"), ({"chosen": "ds4"}, "ds4"),
-                                          ({"camera": (0, 10)}, "camera")])
+                                          ({"camera": (0, 10)}, "camera"), ({"density": 0.0}, "objects per original")])
 def test_bad_arguments(kwargs, match):
-    args = {"factors": ["og"], "areas": {"og": 10.0}, "camera": (10, 10), "tau_s": 1.0} | kwargs
+    args = {"factors": ["og"], "areas": {"og": 10.0}, "camera": (10, 10), "tau_s": 1.0, "density": 0.01} | kwargs
     with pytest.raises(InputError, match=match):
         plan_acquisition(**args)
 
@@ -75,7 +81,7 @@ def write_run(root, pixel=0.08):
         for i, d in enumerate((-0.01, 0.0, 0.01, 0.02)):
             per.append({"factor": f, "grid": "native", "image": f"im{i}", "iou": iou + d * (1 + s / 10)})
         rows.append({"factor": f, "scale": s, "grid": "native", "iou_mean": iou + 0.005, "mean_object_area_px": 400 / s ** 2,
-                     "status": "done"})
+                     "objects_per_original_px": 4 / 512 ** 2, "status": "done"})
     pd.DataFrame(rows).to_csv(root / "summary.csv", index=False)
     pd.DataFrame(per).to_csv(root / "per_image.csv", index=False)
     return root
@@ -90,7 +96,9 @@ def test_cli_highlights_selected_factor_and_writes_plan(tmp_path, capsys):
     assert len(marked) == 1 and marked[0].split()[1] == "ds2"  # ds4 is significantly worse
     plan = pd.read_csv(out)
     assert list(plan.loc[plan["chosen"], "factor"]) == ["ds2"]
-    assert plan.set_index("factor").loc["ds2", "objects_per_fov"] == pytest.approx(2048 * 2048 / 100)
+    # density counted in the annotations (4 per 512^2 original px) x the field at ds2 (4x the area)
+    assert plan.set_index("factor").loc["ds2", "objects_per_fov"] == pytest.approx(4 * 16 * 4)
+    assert plan.set_index("factor").loc["ds2", "packing_limit_per_fov"] == pytest.approx(2048 * 2048 / 100)
     md = tmp_path / "plan.md"
     assert main(["plan", "--camera", "1024x1024", "--tau", "0.5", "--factor", "ds4", "--pixel-size", "0.1",
                  str(run), "--out", str(md)]) == 0
@@ -108,3 +116,14 @@ def test_cli_bad_input_writes_nothing(tmp_path, capsys):
     assert not out.exists()
     err = capsys.readouterr().err
     assert "--camera" in err and "--tau" in err and "pixel size must be a positive" in err and "ds16" in err
+
+
+def test_density_from_summary_or_per_image():
+    summary = pd.DataFrame({"factor": ["ds2", "og"], "grid": ["native", "native"],
+                            "objects_per_original_px": [2e-5, 1.5e-5]})
+    assert plan_density(summary) == pytest.approx(1.5e-5)  # the finest factor
+    per = pd.DataFrame({"factor": ["og", "og", "ds2"], "grid": "native", "n_true": [3, 5, 1],
+                        "fov_area_px": [1000.0, 1000.0, 1000.0]})
+    assert plan_density(pd.DataFrame({"factor": ["og"]}), per) == pytest.approx(8 / 2000)
+    with pytest.raises(InputError, match="rerun the evaluation"):
+        plan_density(pd.DataFrame({"factor": ["og"]}))

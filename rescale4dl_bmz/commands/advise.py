@@ -8,9 +8,11 @@ import json
 
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("advise", help="object size vs receptive field per factor, before any training",
-                       description="Measure object diameters in the instance masks and compare them, factor by "
-                                   "factor, with the network's receptive field (RF). Objects wider than RF/2 lack "
-                                   "context; objects narrower than 6 px lose their shape.")
+                       description="Measure object sizes in the instance masks (the width for elongated "
+                                   "objects, the circle-equivalent diameter for round ones) and compare them, "
+                                   "factor by factor, with the network's receptive field (RF). Objects wider than "
+                                   "RF/2 lack context; objects narrower than 6 px lose their shape. At least one "
+                                   "factor is always recommended.")
     p.add_argument("masks", help="folder of instance masks")
     p.add_argument("--pixel-size", type=float, help="original pixel size in µm (default: from the masks' metadata)")
     p.add_argument("--model", choices=("unet", "stardist"), default="unet", help="network (default: unet)")
@@ -21,7 +23,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from ..advise import advise, receptive_field, recommended_range
+    from ..advise import advise, no_window_advice, receptive_field, recommended_range
     from ..dataset import list_images, read_mask, read_pixel_size
     from ..errors import InputError
     from ..factors import parse_factors
@@ -49,15 +51,25 @@ def run(args) -> int:
     if args.json:
         print(json.dumps({"n_masks": len(files), "n_objects": len(diam), "pixel_size_um": pixel,
                           "model": rf.model, "rf_px": rf.effective_px, "rf_theoretical_px": rf.theoretical_px,
-                          "recommended": good, "factors": [r.as_dict() for r in rows]}, indent=2))
+                          "size_measure": rows[0].size_measure, "recommended": good,
+                          "factors": [r.as_dict() for r in rows]}, indent=2))
         return 0
     print(f"{len(diam)} objects in {len(files)} masks; pixel size "
           f"{f'{pixel:.4g} µm' if pixel else 'unknown'}; {rf.model} receptive field {rf.effective_px:.0f} px"
           + (f" (theoretical {rf.theoretical_px:.0f} px)" if rf.theoretical_px != rf.effective_px else ""))
-    print(f"{'factor':>6} {'pixel µm':>9} {'diam px':>8} {'width px':>8} {'RF/diam':>7} {'%diam/px':>8}  verdict")
+    name = rows[0].size_measure.replace("_", " ")
+    print(f"object size = {name} ({'elongated' if rows[0].size_measure == 'width' else 'round'} objects); "
+          f"window {rows[0].window_low_px:.0f}-{rows[0].window_high_px:.1f} px (6 px to RF/2)")
+    print(f"{'factor':>6} {'pixel µm':>9} {'size px':>8} {'eq.d px':>8} {'width px':>8} {'RF/size':>7} "
+          f"{'%size/px':>8} {'inside':>6}  verdict")
     for r in rows:
         px = f"{r.pixel_size_um:.4g}" if r.pixel_size_um else "-"
-        print(f"{r.factor:>6} {px:>9} {r.diameter_px:8.1f} {r.width_px:8.1f} {r.rf_over_diameter:7.2f} "
-              f"{r.pct_diameter_per_pixel:8.1f}  {r.verdict}{' (hopeless)' if r.hopeless else ''}")
-    print("worth training: " + (" ".join(good) if good else "none of these factors"))
+        print(f"{r.factor:>6} {px:>9} {r.size_px:8.1f} {r.equivalent_diameter_px:8.1f} {r.width_px:8.1f} "
+              f"{r.rf_over_size:7.2f} {r.pct_diameter_per_pixel:8.1f} {r.confidence:6.0%}  "
+              f"{r.verdict}{' (hopeless)' if r.hopeless else ''}")
+    best = max((r for r in rows if r.factor in good), key=lambda r: r.confidence)
+    print("worth training: " + " ".join(good)
+          + f" (confidence: {best.confidence:.0%} of the objects inside the window at {best.factor})")
+    if not any(r.verdict == "recommended" for r in rows):
+        print("no factor fits: " + no_window_advice(rows, rf))
     return 0

@@ -29,7 +29,7 @@ def run(args) -> int:
     from ..dataset import write_text
     from ..errors import InputError
     from ..factors import parse_factor
-    from ..planning import plan_acquisition, plan_areas, plan_format, plan_parse_camera
+    from ..planning import plan_acquisition, plan_areas, plan_density, plan_format, plan_parse_camera
     from ..recommend import select_factor, select_object_areas
     from ..run_folder import load_run
 
@@ -47,7 +47,7 @@ def run(args) -> int:
         raise InputError(f"--factor {args.factor}: not a finished factor of this run ({', '.join(factors)})")
     areas = plan_areas(factors, select_object_areas(run_.summary))
     plan = plan_acquisition(factors, {f: a for f, (a, _) in areas.items()}, camera, args.tau,
-                            run_.pixel_size_um, chosen)
+                            run_.pixel_size_um, chosen, density=plan_density(run_.summary, run_.per_image))
     print(f"Camera {camera[0]}x{camera[1]} px, one field every {args.tau:g} s; -> marks {chosen}"
           f" ({'chosen by ' + selection.criterion if not args.factor else 'given'}).")
     print(plan_format(plan), end="")

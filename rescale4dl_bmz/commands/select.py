@@ -14,11 +14,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "statistics behind the choice and the gains against the original sampling (og).")
     p.add_argument("run_dir", metavar="RUN_DIR", help="the sweep's output folder")
     p.add_argument("--criterion", choices=CRITERIA, default=DEFAULT_CRITERION,
-                   help="coarsest-equivalent (default): the coarsest factor whose mean IoU is not "
-                        "significantly worse than the best; max-iou; iou-x-throughput; diameter-fidelity")
+                   help="coarsest-equivalent (default): the coarsest factor practically equivalent to the "
+                        "best (the 95%% CI of its paired IoU difference over the test images stays above "
+                        "-margin); max-iou; iou-x-throughput; diameter-fidelity")
     p.add_argument("--tolerance", type=float, default=None, metavar="X",
-                   help="with coarsest-equivalent: accept factors whose mean IoU is at most X below the best "
-                        "(replaces the statistical test)")
+                   help="with coarsest-equivalent: the margin of practical equivalence, an IoU difference "
+                        "(default 0.02)")
     p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="significance level (default 0.05)")
     p.add_argument("--grid", choices=("native", "sampled"), default=None,
                    help="evaluation grid to rank on (default: native when the sweep has it)")

@@ -13,13 +13,13 @@ from .coverage import bytes_per_object, pct_area_per_pixel, pct_diameter_per_pix
 from .instance import LabelIndex, Matching, index_labels, match_instances
 from .morphology import object_morphology, object_width
 from .semantic import SemanticScores, binary_iou, check_semantic, semantic_scores
-from .stats import (DistributionDistance, GroupDifference, PairedTest, bootstrap_ci, distribution_distance,
-                    group_difference, hedges_g, paired_test)
+from .stats import (DistributionDistance, GroupDifference, PairedDifference, PairedTest, bootstrap_ci,
+                    distribution_distance, group_difference, hedges_g, paired_difference, paired_test)
 
 __all__ = [
-    "CropIoU", "DistributionDistance", "GroupDifference", "LabelIndex", "Matching", "PairedTest",
+    "CropIoU", "DistributionDistance", "GroupDifference", "LabelIndex", "Matching", "PairedDifference", "PairedTest",
     "SemanticScores", "binary_iou", "bootstrap_ci", "bytes_per_object", "check_semantic", "crop_iou_rescale4dl",
     "distribution_distance", "group_difference", "hedges_g", "index_labels", "match_instances",
-    "object_morphology", "object_width", "paired_test", "pct_area_per_pixel", "pct_diameter_per_pixel",
+    "object_morphology", "object_width", "paired_difference", "paired_test", "pct_area_per_pixel", "pct_diameter_per_pixel",
     "semantic_scores", "throughput",
 ]
