@@ -107,3 +107,22 @@ def test_predict_command_bad_input_exits_2(semantic_model, crops, tmp_path, caps
     assert "does not exist" in capsys.readouterr().err
     assert main(["predict", str(semantic_model), str(root / "images"), "--out", str(root / "images" / "p")]) == 2
     assert "inside the input folder" in capsys.readouterr().err
+
+
+def test_inference_is_timed_warm():
+    """The first call on a fresh Keras model includes tracing; the sweep's timing excludes it."""
+    import time
+
+    import numpy as np
+
+    from rescale4dl_bmz.models.unet import build_unet
+    from rescale4dl_bmz.sweep import warm_inference_seconds
+
+    model = build_unet(depth=2, base_filters=4)
+    image = np.zeros((1, 64, 64, 1), np.float32)
+    t0 = time.perf_counter()
+    model.predict_on_batch(image)  # traces
+    first = time.perf_counter() - t0
+    calls = []
+    warm = warm_inference_seconds(lambda x: calls.append(model.predict_on_batch(x)), image, repeats=5)
+    assert len(calls) == 5 and 0 < warm < first

@@ -273,3 +273,26 @@ def test_run_folder_validation(tables, tmp_path):
     (run / "summary.csv").unlink()
     with pytest.raises(InputError, match="summary.csv is missing"):
         load_run(run)
+
+
+def test_measured_inference_gain_is_reported_against_the_pixel_count():
+    per = per_image_table({**MEANS, "ds4": 0.81})
+    summary = summary_table(per)
+    summary["inference_s_per_image"] = [0.16 / s ** 2 * 1.1 for s in summary["scale"]]
+    gain = select_factor(summary, per).gains["inference_speed"]
+    assert gain["ratio"] == pytest.approx(16.0) and gain["expected"] == pytest.approx(16.0)
+    assert "warm" in gain["basis"] and "16x" in gain["basis"]
+
+
+def test_gains_are_stated_against_the_finest_finished_factor_when_og_failed():
+    per = per_image_table({**MEANS, "ds4": 0.81})
+    per = per[per["factor"] != "og"]
+    summary = summary_table(per)
+    summary = pd.concat([summary, pd.DataFrame([{"factor": "og", "status": "failed", "failed_stage": "train"}])])
+    sel = select_factor(summary, per)
+    assert sel.baseline == "up2" and sel.failed == {"og": "train"}
+    assert sel.caveat.startswith("The original sampling (og) failed in train")
+    assert sel.statement.startswith("The original sampling (og) failed in train")
+    assert sel.gains["objects_per_fov"]["ratio"] == pytest.approx(sel.scale ** 2 / 0.25)
+    text = select_format(sel)
+    assert text.startswith("NOTE: The original sampling (og) failed") and "Gains against up2:" in text
