@@ -167,11 +167,12 @@ def recommendation_sentence(selection, original_um: float | None) -> str:
         rel = f"{1 / scale:g}x finer than"
     else:
         rel = "the same as"
-    orig = f"{original_um:.4g} µm" if original_um else "unknown"
-    size = selection.pixel_size_text
-    size = f"{size} per pixel" if original_um else size
-    return (f"Acquire your images at **{size}** (factor {selection.factor}: {rel} the original pixel size, "
-            f"{orig}).")
+    if not original_um:
+        what = f"pixels **{rel} the original ones**" if scale != 1 else "**the original pixel size**"
+        return (f"Acquire your images with {what} (factor {selection.factor}). The original pixel size is unknown; "
+                "give it (--pixel-size) to get the answer in µm.")
+    return (f"Acquire your images at **{selection.pixel_size_text} per pixel** (factor {selection.factor}: {rel} "
+            f"the original pixel size, {original_um:.4g} µm).")
 
 
 def glossary_markdown(terms: Sequence[str] | None = None) -> str:
@@ -232,7 +233,8 @@ def _sig(v: float, digits: int) -> str:
 
 def human_table(df: pd.DataFrame, columns: Sequence[tuple[str, str, str]]) -> pd.DataFrame:
     """The columns of `columns` that `df` has, formatted as text under human headers."""
-    present = [(c, h, k) for c, h, k in columns if c in df.columns]
+    present = [(c, h, k) for c, h, k in columns if c in df.columns
+               and (k == "text" or pd.to_numeric(df[c], errors="coerce").notna().any())]  # no all-empty columns
     rows = []
     for rec in df.to_dict(orient="records"):
         rows.append([_fmt(rec.get(c), k, rec) for c, _, k in present])
@@ -362,7 +364,7 @@ def plot_iou_vs_coverage(per_image: pd.DataFrame, summary: pd.DataFrame, path: s
                  zorder=1)
         ax2.set_yscale("log")
         ax2.set_ylabel("throughput, theoretical (cells / s)", color="grey", fontsize=8)
-        ax2.tick_params(axis="y", colors="grey", labelsize=7)
+        ax2.tick_params(axis="y", which="both", colors="grey", labelsize=7)
         ax.set_zorder(ax2.get_zorder() + 1)
         ax.patch.set_visible(False)
         handles.append(plt.Line2D([], [], color="grey", ls=":", label="throughput (right axis)"))

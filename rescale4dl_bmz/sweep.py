@@ -606,6 +606,7 @@ def publish_artifacts(out: Path, result: dict) -> None:
         table = pd.read_csv(out / "summary.csv")
         if "grid" in table:
             table = table[(table["grid"] == "native") | table["grid"].isna()]
+        table = table.assign(scale=[parse_factor(f).scale for f in table["factor"]]).sort_values("scale")
         keep = list(dict.fromkeys(QUALITY_COLUMNS + COST_COLUMNS))
         create_table_artifact(key="sweep-summary", table=table_records(human_table(table, keep)),
                               description=result.get("headline", "sweep results (native grid)"))

@@ -174,7 +174,8 @@ class SweepProgress:
         where = f"factors finished {len(self.finished)} of {len(self.factors)}"
         eta = self.eta()
         if self.bar is not None:
-            self.bar.set_postfix_str(f", {eta} · {where} · last: {what}", refresh=False)
+            self.bar.set_postfix_str(f"{eta} · {len(self.finished)}/{len(self.factors)} factors · {what}",
+                                     refresh=False)
             self.bar.update(1)
         elif not reused:
             self.log.info("%s (%d of %d stages, %s, %s)", what, self.count, self.total, where, eta)
@@ -189,7 +190,7 @@ class SweepProgress:
                 continue
             seen = self.durations.get(stage)
             if not seen:
-                return f"time left known after the first {STAGE_NAMES.get(stage, stage)}"
+                return f"time left: after the first {STAGE_NAMES.get(stage, stage)}"
             left += n * sum(seen) / len(seen)
         return f"about {_eta(left)} left"
 
