@@ -425,7 +425,7 @@ def plot_examples(examples: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarr
 
     n = max(len(examples), 1)
     fig, axes = plt.subplots(n, 3, figsize=(8.4, 2.7 * n + 0.5), squeeze=False)
-    for row, (name, image, gt, pred) in zip(axes, examples):
+    for i, (row, (name, image, gt, pred)) in enumerate(zip(axes, examples)):
         scale = _scale_of(name)
         h, w = image.shape[:2]
         extent = (0, w * scale, h * scale, 0)  # original pixels: every row covers the same field
@@ -448,7 +448,7 @@ def plot_examples(examples: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarr
             label = f"{_sig(bar, 2)} px (original)"
         for ax, t in zip(row, ("image", "annotation (ground truth)", "prediction over the image")):
             ax.set_xticks([]), ax.set_yticks([])
-            if row is axes[0]:
+            if i == 0:
                 ax.set_title(t, fontsize=9)
             ax.add_artist(AnchoredSizeBar(ax.transData, bar, label, "lower right", pad=0.3, sep=2, color="white",
                                           frameon=False, size_vertical=max(span / 80, 0.5), fontproperties={"size": 7}))

@@ -565,7 +565,8 @@ def write_sweep_report(config: SweepConfig, plan: Plan, summary, selection, figu
         ("Cost and throughput", markdown_table(human_table(native, COST_COLUMNS))),
         ("The same field at each pixel size",
          f"![image, annotation and prediction per factor]({rel['examples']})\n\n"
-         "Rows: factors, finest first; every row shows the same area of the first test image."),
+         "Rows: factors, finest first (failed factors have no row); every row shows the same area of the "
+         "first test image. The prediction is drawn over the image in the annotation's colours."),
         ("Cell diameters", f"![annotated and predicted cell diameters per factor]({rel['diameters']})"),
         ("Acquisition plan", f"A camera field the size of these images ({plan.image_shape[1]} x "
                              f"{plan.image_shape[0]} px), one field every {config.tau_s:g} s (`rescale4dl plan` "
