@@ -185,12 +185,14 @@ class SweepProgress:
         if self.count >= self.total:
             return "done"
         left = 0.0
+        light = [d for s, ds in self.durations.items() if s != "train" for d in ds]
         for stage, n in self.left.items():
             if n <= 0:
                 continue
             seen = self.durations.get(stage)
-            if not seen:
+            if not seen and (stage == "train" or not light):  # training dominates: wait for one
                 return f"time left: after the first {STAGE_NAMES.get(stage, stage)}"
+            seen = seen or light
             left += n * sum(seen) / len(seen)
         return f"about {_eta(left)} left"
 
