@@ -12,6 +12,11 @@ EXIT_INPUT = 2            # bad input or options, refused before any work
 EXIT_PARTIAL = 3          # the sweep finished, but at least one factor failed: results are partial
 
 
+# the sweep's stages in words, for failure messages
+STAGE_WORDS = {"data": "rescaling", "rescale": "rescaling", "train": "training", "predict": "prediction",
+               "evaluate": "evaluation", "prepare": "preparation", "finish": "the final report"}
+
+
 class FactorFailed(RuntimeError):
     """One factor's stage failed. `cause` is one line in plain words; `log` holds the whole story."""
 

@@ -90,12 +90,19 @@ def parse_factor(text: str | float | int | Factor) -> Factor:
 
 
 def parse_factors(items: Iterable[str | float | Factor] | str | None) -> list[Factor]:
-    """A sorted, de-duplicated ladder; None gives the default ladder. Accepts "ds2,ds4" too."""
+    """A sorted, de-duplicated ladder; None gives the default ladder.
+
+    Names and numbers mix, separated by spaces or commas, in one string or across items (as
+    `--factors og ds2`, `--factors og,ds2,ds4` and `--factors 0.5, 1, 2` give them).
+    """
     if items is None:
         items = DEFAULT_FACTOR_NAMES
-    if isinstance(items, str):
-        items = [p for p in items.replace(",", " ").split() if p]
-    factors = sorted({parse_factor(i) for i in items})
+    if isinstance(items, (str, int, float, Factor)):
+        items = [items]
+    parts: list = []
+    for item in items:
+        parts.extend(item.replace(",", " ").split() if isinstance(item, str) else [item])
+    factors = sorted({parse_factor(i) for i in parts})
     if not factors:
         raise InputError("no factors given")
     return factors

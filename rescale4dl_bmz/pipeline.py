@@ -41,12 +41,14 @@ def _tasks():
 
     cached = dict(cache_policy=INPUTS + TASK_SOURCE, persist_result=True)
     return {
-        "prepare": task(sweep.prepare, name="prepare", persist_result=False, cache_policy=None),
+        "prepare": task(sweep.prepare, name="check-data-and-plan", task_run_name="check-data-and-plan",
+                        persist_result=False, cache_policy=None),
         "data": task(sweep.stage_data, name="rescale", task_run_name="rescale-{factor}", **cached),
         "train": task(sweep.stage_train, name="train", task_run_name="train-{factor}", **cached),
         "predict": task(sweep.stage_predict, name="predict", task_run_name="predict-{factor}", **cached),
         "evaluate": task(sweep.stage_evaluate, name="evaluate", task_run_name="evaluate-{factor}", **cached),
-        "finish": task(sweep.finish, name="finish", persist_result=False, cache_policy=None),
+        "finish": task(sweep.finish, name="choose-pixel-size-export-report",
+                       task_run_name="choose-pixel-size-export-report", persist_result=False, cache_policy=None),
     }
 
 
@@ -57,6 +59,7 @@ def sweep_flow_fn(config: SweepConfig, plan=None):
     from prefect.futures import as_completed
 
     from .sweep import STAGES, Outcome, publish_artifacts
+    from .terminal import SweepProgress
 
     tasks = _tasks()
     if plan is None:
@@ -64,10 +67,12 @@ def sweep_flow_fn(config: SweepConfig, plan=None):
     stages = [s for s in STAGES if not (s == "train" and config.model is not None)]
     outcomes = {f: Outcome(factor=f) for f in plan.run_factors}
     pending = {tasks[stages[0]].submit(config, plan, f): (f, 0) for f in plan.run_factors}
+    progress = SweepProgress(plan.run_factors, stages, plan.out)
     while pending:
         fut = next(iter(as_completed(list(pending))))
         factor, i = pending.pop(fut)
         result = fut.result(raise_on_failure=False)
+        progress.update(factor, stages[i], fut.state, ok=fut.state.is_completed())
         if fut.state.is_completed():
             outcomes[factor].stages[stages[i]] = result
             if i + 1 < len(stages):
@@ -75,8 +80,10 @@ def sweep_flow_fn(config: SweepConfig, plan=None):
             else:
                 outcomes[factor].status = "done"
         else:
+            progress.skip(factor, len(stages) - i - 1)
             outcomes[factor].fail(stages[i], result)
             log.error("%s", result)
+    progress.close()
     summary = tasks["finish"](config, plan, list(outcomes.values()))
     publish_artifacts(Path(config.out), summary)
     if summary.get("failed"):

@@ -447,7 +447,9 @@ def select_baseline(summary: pd.DataFrame, finished: list[str], failed: dict[str
 
 
 def _in(stage: str) -> str:
-    return f" in {stage}" if stage else ""
+    from .errors import STAGE_WORDS
+
+    return f" during {STAGE_WORDS.get(stage, stage)}" if stage else ""
 
 
 def select_original_pixel_size(summary: pd.DataFrame) -> float | None:

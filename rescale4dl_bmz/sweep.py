@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -108,18 +109,34 @@ def check_package(config: SweepConfig):
 
 
 def _check_patch_sizes(config: SweepConfig, factors: list[Factor], min_side: int) -> dict[str, int]:
-    """Every factor's patch must fit its images and be divisible by 2^depth (before any work);
-    returns the patch side of each factor."""
+    """Every factor's patch must fit its images and be divisible by 2^depth (before any work); where
+    the images are smaller than the paper's patch, one line of advice for all factors. Returns the
+    patch side of each factor."""
     from .models.training import resolve_patch_size
 
-    patches = {}
-    for f in factors:
-        side = f.shape((min_side, min_side))[0]
-        try:
-            patches[f.name] = resolve_patch_size(config.train_config(f.name).with_defaults(), side)
-        except InputError as exc:
-            raise InputError(f"factor {f.name} (images {side} px): {exc}; drop that factor or use bigger "
-                             "images") from None
+    limited, patches = [], {}
+    models_log = logging.getLogger("rescale4dl_bmz.models")
+    level = models_log.level
+    models_log.setLevel(logging.ERROR)  # said once below, not once per factor
+    try:
+        for f in factors:
+            side = f.shape((min_side, min_side))[0]
+            cfg = config.train_config(f.name).with_defaults()
+            try:
+                patch = resolve_patch_size(cfg, side)
+            except InputError as exc:
+                raise InputError(f"factor {f.name} (images {side} px): {exc}; drop that factor or use bigger "
+                                 "images") from None
+            patches[f.name] = patch
+            target = int(min(cfg.base_patch_size / f.scale, cfg.max_patch_size))
+            if patch < target:
+                limited.append(f"{f.name} {patch} px instead of {target}")
+    finally:
+        models_log.setLevel(level)
+    if limited:
+        log.warning("advice: your images (smallest side %d px) are smaller than the training patches of the "
+                    "paper's recipe, so the networks train on smaller patches (%s) and see less of each field; "
+                    "larger images give them more context.", min_side, ", ".join(limited))
     return patches
 
 
@@ -475,15 +492,6 @@ def _cost_rows(plan: Plan, outcomes: list[Outcome]) -> list[dict]:
     return rows
 
 
-def failure_lines(failed: dict) -> list[str]:
-    """One plain line per failed factor: factor, stage, cause, where the full log is."""
-    lines = []
-    for factor, f in failed.items():
-        where = f" Full log: {f['log']}" if f.get("log") else ""
-        lines.append(f"{factor} failed in {f['stage']}: {f['cause']}.{where}")
-    return lines
-
-
 def finish(config: SweepConfig, plan: Plan, outcomes: list[Outcome]) -> dict:
     """Gather the tables, choose the pixel size, draw the figures, export the model, write the report.
 
@@ -500,7 +508,10 @@ def finish(config: SweepConfig, plan: Plan, outcomes: list[Outcome]) -> dict:
     costs = pd.DataFrame(_cost_rows(plan, outcomes), columns=["factor", *COST_COLUMNS])
     if not done:
         write_csv(out / "summary.csv", costs)
-        result["headline"] = ("No recommendation: no factor finished. " + " ".join(failure_lines(failed)))
+        from .report import failure_records, failure_sentence
+
+        result["headline"] = "No recommendation: no factor finished. " + " ".join(
+            failure_sentence(r) for r in failure_records(failed))
         return result
     per_image = pd.concat([read_csv(out / f / "per_image.csv") for f in done], ignore_index=True)
     per_object = pd.concat([read_csv(out / f / "per_object.csv") for f in done], ignore_index=True)
@@ -546,46 +557,69 @@ def acquisition_plan(config: SweepConfig, plan: Plan, finished, selection):
 
 
 def draw_figures(config: SweepConfig, plan: Plan, summary, per_image, per_object, chosen: str) -> dict:
-    """The paper-style figures of this sweep (paths by name)."""
+    """The paper-style figures of this sweep (paths by name); failed factors are marked, not dropped."""
     import pandas as pd
 
     from .report import plot_diameter_distributions, plot_examples, plot_iou_vs_coverage
 
     fig = Path(plan.out) / "figures"
     done = summary[summary["status"] == "done"]
+    failed = list(summary.loc[summary["status"] == "failed", "factor"].drop_duplicates())
     paths = {}
     measure = plan.size_measure.replace("_", " ")
     for grid in ("native", "sampled"):
         name = "iou_vs_coverage.png" if grid == "native" else "iou_vs_coverage_sampled.png"
-        title = f"{config.task} segmentation, {grid} grid (x: % of object {measure} per pixel)"
+        title = (f"{config.task} segmentation: quality against pixel size ({grid} grid"
+                 + (", the one to trust)" if grid == "native" else ", the paper's view only: it flatters coarse "
+                                                               "factors)"))
+        title += f"\nobject size: {measure}"
         if grid == "sampled":
             rows = done[(done["grid"] == "sampled") & (done.get("n_images_undefined_class", 0) > 0)]
-            title += "\npaper's view only: flatters coarse factors" + (
-                f"; NaN class at {', '.join(rows['factor'])}" if len(rows) else "")
+            if len(rows):
+                title += f"; NaN class at {', '.join(rows['factor'])}"
         paths[f"iou_{grid}"] = plot_iou_vs_coverage(per_image, done, fig / name, grid=grid, chosen=chosen,
-                                                    title=title)
+                                                    title=title, pixel_size_um=plan.pixel_size_um, failed=failed)
     gt = per_object[per_object["source"] == "gt"].rename(columns={"diameter": "gt_diameter"})
     pr = per_object[per_object["source"] == "pred"].rename(columns={"diameter": "pred_diameter"})
     both = pd.concat([gt, pr], ignore_index=True)
     paths["diameters"] = plot_diameter_distributions(both, fig / "diameters.png", "gt_diameter", "pred_diameter")
     paths["examples"] = plot_examples(example_crops(config, plan, list(done.drop_duplicates("factor")["factor"])),
-                                      fig / "examples.png")
+                                      fig / "examples.png", pixel_size_um=plan.pixel_size_um, task=config.task)
     return paths
 
 
-def example_crops(config: SweepConfig, plan: Plan, factors: list[str], field_px: int = 128) -> list:
-    """(factor, image, ground truth, prediction) crops of the same field (first test image)."""
+def example_field(mask: np.ndarray, side: int, multiple: int) -> tuple[int, int]:
+    """Top-left corner (original pixels, on the ladder's grid) of the `side`-wide field with the most
+    annotated cells, so the example panels show cells rather than empty background."""
+    h, w = mask.shape[:2]
+    step = max(multiple, side // 4 // multiple * multiple, 1)
+    best, corner = -1, (0, 0)
+    for r in range(0, max(h - side, 0) + 1, step):
+        for c in range(0, max(w - side, 0) + 1, step):
+            count = len(np.unique(mask[r:r + side, c:c + side]))
+            if count > best:
+                best, corner = count, (r, c)
+    return corner
+
+
+def example_crops(config: SweepConfig, plan: Plan, factors: list[str], field_px: int = 160) -> list:
+    """(factor, image, ground truth, prediction) crops of the same field of the first test image,
+    the field with the most cells (side `field_px` original pixels, at most the image)."""
     from .dataset import read_image
 
     name = plan.test[0]
+    multiple = max([plan.crop_multiple] + [parse_factor(f).step for f in factors if parse_factor(f).is_down])
+    side = max(min(field_px, *plan.image_shape) // multiple * multiple, multiple)
+    _, og_mask = crop_pair(*read_pair(plan.pair(name), config.channel), plan, config.crop)
+    r0, c0 = example_field(og_mask, side, multiple)
     crops = []
     for factor in sorted(factors, key=lambda n: parse_factor(n).scale):
         f, root = parse_factor(factor), factor_dir(plan, factor)
-        side = max(int(round(min(field_px, *plan.image_shape) / f.scale)), 4)
+        sl = tuple(slice(int(round(a / f.scale)), int(round((a + side) / f.scale))) for a in (r0, c0))
         gt_dir = "labels" if config.task == "semantic" else "masks"
         arrays = [read_image(root / "images" / f"{name}.tif"), read_mask(root / gt_dir / f"{name}.tif"),
                   read_mask(root / "predictions" / f"{name}.tif")]
-        crops.append((factor, *(a[:side, :side] for a in arrays)))
+        crops.append((factor, *(a[sl] for a in arrays)))
     return crops
 
 
@@ -619,55 +653,69 @@ def package_note(plan: Plan) -> str:
 
 def write_sweep_report(config: SweepConfig, plan: Plan, summary, selection, figures: dict, result: dict,
                        acquisition) -> Path:
-    """report.md / report.html: decision, table, figures, acquisition plan, costs, failures."""
+    """report.md and a self-contained report.html, read by a biologist: failures first, then the
+    recommendation in one sentence, figures, tables with units, the acquisition plan and a glossary."""
     from .evaluation import SAMPLED_GRID_NOTE
     from .planning import plan_format
-    from .report import markdown_table, write_report
+    from .report import (COST_COLUMNS, GRID_NOTE, QUALITY_COLUMNS, failure_records, failure_sentence, gains_lines,
+                         glossary_markdown, human_table, markdown_table, recommendation_sentence, write_report)
 
     out = Path(plan.out)
     rel = {k: Path(v).relative_to(out).as_posix() for k, v in figures.items()}
-    native = summary[(summary["grid"] == "native") | summary["grid"].isna()]
-    cols = [c for c in ("factor", "pixel_size_um", "status", "iou_mean", "iou_ci_low", "iou_ci_high",
-                        "iou_diff_vs_best", "iou_diff_ci_low", "iou_diff_ci_high", "n_images_undefined_class",
-                        "size_measure", "gt_mean_diameter_px", "pct_diameter_per_pixel", "throughput",
-                        "bytes_per_object",
-                        "wall_time_s", "steps", "inference_s_per_image") if c in native.columns]
+    native = summary[(summary["grid"] == "native") | summary["grid"].isna()].copy()
+    native["scale"] = [parse_factor(f).scale for f in native["factor"]]
+    native = native.sort_values("scale", kind="stable")
+    if plan.pixel_size_um:  # failed and pruned rows too
+        native["pixel_size_um"] = plan.pixel_size_um * native["scale"]
     size = f"{plan.pixel_size_um:.4g} µm" if plan.pixel_size_um else "unknown (results in multiples of it)"
-    gains = "".join(f"- {k.replace('_', ' ')}: {v['ratio']:.3g}x vs {selection.baseline} ({v.get('basis', '')})\n"
-                    for k, v in selection.gains.items() if isinstance(v, dict) and v.get("ratio") is not None)
-    caveat = f"**{selection.caveat}**\n\n" if selection.caveat else ""
-    sections = [
-        ("Recommendation", f"{caveat}**Acquire at {selection.pixel_size_text}** (factor `{selection.factor}`, "
-                           f"criterion {selection.criterion}).\n\n{selection.reason}\n\n" + gains),
-        ("Data", f"{len(plan.items)} images ({len(plan.train)} for training, {len(plan.test)} evaluated: "
-                 f"{', '.join(plan.test)}), task {config.task}, original pixel size {size}, "
-                 f"mode {config.mode}, factors {' '.join(plan.factors)}."
-                 + (f" Pruned before training: {', '.join(f'{k} ({v})' for k, v in plan.pruned.items())}."
+    gains = "".join(f"- {line}\n" for line in gains_lines(selection))
+    sections = []
+    failures = failure_records(result.get("failed"))
+    if failures:
+        sections.append(("!Failed factors", (f"{selection.caveat}\n\n" if selection.caveat else "")
+                                            + "These factors have no results; the recommendation is made among the "
+                                            "others.\n\n" + "\n".join(f"- {failure_sentence(r, markdown=True)}"
+                                                                      for r in failures)))
+    x_axis = "pixel size in µm" if plan.pixel_size_um else "share of a cell's diameter one pixel covers"
+    sections += [
+        ("Why this pixel size", f"{selection.reason}\n\nCompared with {selection.baseline}"
+                                f"{' (the original pixel size)' if selection.baseline == 'og' else ''}:\n\n{gains}"),
+        ("Quality against pixel size",
+         f"![Mean IoU against pixel size, native grid]({rel['iou_native']})\n\n"
+         f"Each box holds the IoU of every test image at one factor (x axis: {x_axis}; the recommended factor in "
+         "orange; failed factors marked with a red x). The dotted grey line is the theoretical throughput (right "
+         f"axis).\n\n{GRID_NOTE}"),
+        ("Results (native grid)", markdown_table(human_table(native, QUALITY_COLUMNS))),
+        ("Cost and throughput", markdown_table(human_table(native, COST_COLUMNS))),
+        ("The same field at each pixel size",
+         f"![image, annotation and prediction per factor]({rel['examples']})\n\n"
+         "Rows: factors, finest first (failed factors have no row); every row shows the same area of the "
+         "first test image. The prediction is drawn over the image in the annotation's colours."),
+        ("Cell diameters", f"![annotated and predicted cell diameters per factor]({rel['diameters']})"),
+        ("Acquisition plan", f"A camera field the size of these images ({plan.image_shape[1]} x "
+                             f"{plan.image_shape[0]} px), one field every {config.tau_s:g} s (`rescale4dl plan` "
+                             "takes your own camera):\n\n" + plan_format(acquisition, markdown=True)),
+        ("Data", f"{len(plan.items)} images ({len(plan.train)} for training, {len(plan.test)} for testing: "
+                 f"{', '.join(plan.test)}), task {config.task}, original pixel size {size}, factors "
+                 f"{' '.join(plan.factors)}, rescaling mode {config.mode}."
+                 + (f" Skipped before training (pruned): {', '.join(f'{k} ({v})' for k, v in plan.pruned.items())}."
                     if plan.pruned else "")),
-        ("IoU against sampling", f"![IoU vs % diameter per pixel]({rel['iou_native']})\n\n"
-                                 "Native grid: each prediction brought back to the original pixels and compared "
-                                 "with the original ground truth (factors compete on equal terms; it decides). "
-                                 f"The sampled-grid view, shown only as the paper reported it: "
-                                 f"![sampled]({rel['iou_sampled']})\n\n{SAMPLED_GRID_NOTE}"
-                                 + undefined_classes_note(summary)),
-        ("Sweep table (native grid)", markdown_table(native[cols])),
-        ("Object diameters", f"![diameters]({rel['diameters']})"),
-        ("Examples", f"![examples]({rel['examples']})"),
-        ("Acquisition plan", f"A camera field the size of these images ({plan.image_shape[1]}x{plan.image_shape[0]} "
-                             f"px), one field every {config.tau_s:g} s (`rescale4dl plan` takes your camera):\n\n"
-                             + plan_format(acquisition, markdown=True)),
+        ("Sampled grid, for comparison with the paper",
+         f"![Mean IoU against pixel size, sampled grid]({rel['iou_sampled']})\n\n{SAMPLED_GRID_NOTE}"
+         + undefined_classes_note(summary)),
     ]
     if plan.package:
-        sections.insert(1, ("Pretrained package", f"`{config.model}`: {plan.package.get('name')}, "
-                                                  f"{plan.package.get('task')} output. {package_note(plan)}"))
-    if result.get("failed"):
-        sections.insert(0, ("Failed factors", "\n".join(f"- {line}" for line in failure_lines(result["failed"]))))
+        sections.insert(1 if failures else 0, ("Pretrained package",
+                                                f"`{config.model}`: {plan.package.get('name')}, "
+                                                f"{plan.package.get('task')} output. {package_note(plan)}"))
     if result.get("package"):
-        sections.append(("Model package", f"`{Path(result['package']).name}` (bioimage.io spec 0.5, pixel size on "
-                                          "the axes) and `model_deepimagej.zip` (for deepImageJ in Fiji); bring "
-                                          f"images to {selection.pixel_size_text} first with "
+        sections.append(("Model package", f"`{Path(result['package']).name}` (bioimage.io format, pixel size in the "
+                                          "file) and `model_deepimagej.zip` (for deepImageJ in Fiji), next to this "
+                                          f"report. Bring new images to {selection.pixel_size_text} first with "
                                           "`fiji_macros/resample_to_model_pixel_size.ijm`."))
-    md, _ = write_report(out, sections)
+    sections.append(("Glossary", glossary_markdown()))
+    lead = recommendation_sentence(selection, plan.pixel_size_um)
+    md, _ = write_report(out, sections, title=f"Best pixel size for {config.task} segmentation", lead=lead)
     return md
 
 
@@ -684,16 +732,31 @@ def undefined_classes_note(summary) -> str:
 
 
 def publish_artifacts(out: Path, result: dict) -> None:
-    """The results table and the report as Prefect artifacts (visible in the Prefect UI)."""
+    """The results table, the figures and the report as Prefect artifacts, rendered by the Prefect UI
+    (images embedded as data URIs: the UI cannot reach files on this machine)."""
     import pandas as pd
-    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+    from prefect.artifacts import create_image_artifact, create_markdown_artifact, create_table_artifact
 
     from .recommend import table_records
+    from .report import COST_COLUMNS, QUALITY_COLUMNS, human_table, image_data_uri
 
     if (out / "summary.csv").exists():
         table = read_csv(out / "summary.csv")
-        create_table_artifact(key="sweep-summary", table=table_records(table),
-                              description=result.get("headline", "sweep summary"))
+        if "grid" in table:
+            table = table[(table["grid"] == "native") | table["grid"].isna()]
+        table = table.assign(scale=[parse_factor(f).scale for f in table["factor"]]).sort_values("scale")
+        keep = list(dict.fromkeys(QUALITY_COLUMNS + COST_COLUMNS))
+        create_table_artifact(key="sweep-summary", table=table_records(human_table(table, keep)),
+                              description=result.get("headline", "sweep results (native grid)"))
+    figures = out / "figures"
+    for key, name, what in (("iou-vs-pixel-size", "iou_vs_coverage.png", "IoU against pixel size (native grid)"),
+                            ("example-segmentations", "examples.png", "the same field at each pixel size"),
+                            ("cell-diameters", "diameters.png", "annotated and predicted cell diameters")):
+        if (figures / name).exists():
+            create_image_artifact(image_url=image_data_uri(figures / name), key=key, description=what)
     if result.get("report"):
-        create_markdown_artifact(key="sweep-report", markdown=Path(result["report"]).read_text(encoding="utf-8"),
-                                 description="rescale4dl sweep report")
+        md = Path(result["report"]).read_text(encoding="utf-8")
+        md = re.sub(r"!\[([^\]]*)\]\(([^)]+\.png)\)",
+                    lambda m: f"![{m.group(1)}]({image_data_uri(out / m.group(2))})"
+                    if (out / m.group(2)).exists() else m.group(0), md)
+        create_markdown_artifact(key="sweep-report", markdown=md, description="rescale4dl sweep report")

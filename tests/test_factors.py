@@ -25,6 +25,17 @@ def test_parse_list_sorts_and_dedups():
     assert [f.name for f in parse_factors("ds4, og 1 up2")] == ["up2", "og", "ds4"]
 
 
+@pytest.mark.parametrize("given", [["og,ds2,ds4"], ["og", "ds2", "ds4"], ["og,", "ds2,", "4"], ["1,2", "ds4"],
+                                   "og ds2 ds4", ["1", "2.0", "4"], [1, 2.0, "ds4"]])
+def test_every_list_form_of_the_readme_gives_the_same_ladder(given):
+    assert [f.name for f in parse_factors(given)] == ["og", "ds2", "ds4"]
+
+
+def test_a_bad_item_in_a_list_is_named():
+    with pytest.raises(InputError, match="3.0.* not a power of two"):
+        parse_factors(["og,ds3"])
+
+
 def test_pixel_size_and_shape():
     f = Factor(4.0)
     assert f.pixel_size(0.08) == pytest.approx(0.32)

@@ -291,8 +291,8 @@ def test_gains_are_stated_against_the_finest_finished_factor_when_og_failed():
     summary = pd.concat([summary, pd.DataFrame([{"factor": "og", "status": "failed", "failed_stage": "train"}])])
     sel = select_factor(summary, per)
     assert sel.baseline == "up2" and sel.failed == {"og": "train"}
-    assert sel.caveat.startswith("The original sampling (og) failed in train")
-    assert sel.statement.startswith("The original sampling (og) failed in train")
+    assert sel.caveat.startswith("The original sampling (og) failed during training")
+    assert sel.statement.startswith("The original sampling (og) failed during training")
     assert sel.gains["objects_per_fov"]["ratio"] == pytest.approx(sel.scale ** 2 / 0.25)
     text = select_format(sel)
     assert text.startswith("NOTE: The original sampling (og) failed") and "Gains against up2:" in text

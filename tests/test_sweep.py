@@ -77,7 +77,9 @@ def test_sweep_writes_every_output(sequential_run, demo_data):
     assert selection["factor"] in FACTORS
     assert selection["factor"] in result["headline"]
     report = (out / "report.md").read_text()
-    assert "Acquire at" in report and "iou_vs_coverage.png" in report
+    assert "Acquire your images" in report and "iou_vs_coverage.png" in report and "Glossary" in report
+    page = (out / "report.html").read_text()  # self-contained: every figure embedded, nothing linked
+    assert page.count("src=\"data:image/png;base64,") == 4 and "src=\"figures/" not in page
     # inputs untouched: the demo folders still hold exactly the four quadrants
     assert sorted(p.name for p in demo_data[0].iterdir()) == ["q1.tif", "q2.tif", "q3.tif", "q4.tif"]
 

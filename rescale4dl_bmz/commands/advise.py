@@ -17,7 +17,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--pixel-size", type=float, help="original pixel size in µm (default: from the masks' metadata)")
     p.add_argument("--model", choices=("unet", "stardist"), default="unet", help="network (default: unet)")
     p.add_argument("--depth", type=int, help="U-Net pooling steps (default 2, as the paper)")
-    p.add_argument("--factors", nargs="+", help="factor names or numbers (default: up4 up2 og ds2 ds4 ds8 ds16)")
+    p.add_argument("--factors", nargs="+", metavar="F",
+                   help="names or numbers, spaces or commas: 'og ds2 ds4', 'og,ds2,ds4' or '1,2,4' "
+                        "(default: up4 up2 og ds2 ds4 ds8 ds16)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return p
 

@@ -24,11 +24,14 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                    "quadrants, sweep factors og ds2 ds4 ds8 with tiny training budgets, choose the "
                                    "pixel size and export the model. Runs offline with Prefect's temporary API.")
     p.add_argument("--task", choices=("semantic", "instance"), default="semantic",
-                   help="semantic (U-Net, default) or instance (StarDist)")
+                   help="semantic (default): cell interior and edge classes (U-Net); instance: one outline per "
+                        "cell (StarDist)")
     p.add_argument("--pretrained", action="store_true",
                    help="then sweep the exported model package over up2..ds8 without training "
                         "(the study's question for a model you already have); results in OUT/pretrained")
-    add_sweep_options(p, data=False)
+    add_sweep_options(p, data=False, factors=" ".join(DEMO_FACTORS) + f" ({' '.join(PRETRAINED_FACTORS)} "
+                                                                      "with --pretrained)",
+                      training="40 steps, the demo's tiny budget")
     return p
 
 

@@ -11,14 +11,15 @@ def add_parser(sub) -> argparse.ArgumentParser:
         description="Compare predicted masks with ground truth and write OUT/per_object.csv, OUT/per_image.csv "
                     "and OUT/summary.csv (one row per factor and grid). GT_DIR and PRED_DIR are flat folders "
                     "(one factor, named by --factor) or hold one sub-folder per factor (og, ds2, up2, ...; each "
-                    "with the masks, or a gt/ resp. pred/ sub-folder). Masks pair by file name.")
+                    "with the masks, or a gt/ or pred/ sub-folder). Masks pair by file name.")
     p.add_argument("gt_dir", metavar="GT_DIR", help="ground-truth masks (or one sub-folder per factor)")
     p.add_argument("pred_dir", metavar="PRED_DIR", help="predicted masks, same names (or one sub-folder per factor)")
     p.add_argument("--task", required=True, choices=("semantic", "instance"),
                    help="semantic: 0/1/2 masks (background, inner, edge); instance: object labels")
     p.add_argument("--out", required=True, help="output folder for the CSV tables")
-    p.add_argument("--factor", help="factor of flat folders (default og); with factor sub-folders, the ones to "
-                                    "evaluate (e.g. 'og,ds2'; default all)")
+    p.add_argument("--factor", "--factors", dest="factor", nargs="+", metavar="F",
+                   help="factor of flat folders (default og); with factor sub-folders, the ones to evaluate: "
+                        "names or numbers, spaces or commas, e.g. 'og ds2' or 'og,ds2' or '1,2' (default all)")
     p.add_argument("--pixel-size", type=float, metavar="UM",
                    help="ORIGINAL pixel size in µm (default: from the files' metadata, else unknown)")
     p.add_argument("--tau", type=float, default=1.0, metavar="S",
@@ -34,7 +35,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--min-size", type=int, default=10,
                    help="semantic task: objects under this many px are dropped after the watershed (default 10)")
     p.add_argument("--diameter", choices=("width", "equivalent", "inscribed"), default="width",
-                   help="object diameter used for D_s and %% diameter per pixel (default width)")
+                   help="how an object's diameter is measured for the %% of diameter per pixel (default width: the "
+                        "thickness of a rod, the diameter of a round cell)")
     p.add_argument("--bytes-per-pixel", type=float, default=2.0,
                    help="storage per pixel of the raw images, for bytes per object (default 2: 16-bit)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")

@@ -19,7 +19,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("masks", metavar="MASKS", help="folder of instance masks with the same file names")
     p.add_argument("--out", required=True, metavar="OUT", help="output folder (outside the input folders)")
     p.add_argument("--factors", nargs="+", metavar="F", default=None,
-                   help="names or numbers, e.g. 'og ds2 ds4' or '0.5,1,2' (default: up4 up2 og ds2 ds4 ds8 ds16)")
+                   help="names or numbers, spaces or commas: 'og ds2 ds4', 'og,ds2,ds4' or '0.5,1,2' "
+                        "(default: up4 up2 og ds2 ds4 ds8 ds16)")
     p.add_argument("--mode", choices=("aligned", "rescale4dl"), default="aligned",
                    help="aligned (default): image and mask on one grid; rescale4dl: the original recipe")
     p.add_argument("--pixel-size", type=float, default=None, metavar="UM",
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from ..factors import parse_factors
     from ..ladder import build_ladder, summarize
 
-    factors = parse_factors(" ".join(args.factors)) if args.factors else None
+    factors = parse_factors(args.factors) if args.factors else None
     manifest = build_ladder(args.images, args.masks, args.out, factors=factors, mode=args.mode,
                             pixel_size_um=args.pixel_size, channel=args.channel, crop_anchor=args.crop)
     print(f"rescaled {len(manifest['items'])} pair(s) ({args.mode} mode) into {args.out}")

@@ -10,41 +10,76 @@ from .train import add_min_foreground_option
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("sweep", help="rescale, train, predict and evaluate per factor; select, export, report",
-                       description="Run the pixel-size sweep as a Prefect flow. Give a YAML config (see "
-                                   "rescale4dl_bmz.config.SweepConfig), or flags; flags override the file. "
-                                   "A rerun with the same --out resumes where the last one stopped.")
-    p.add_argument("config", nargs="?", help="sweep config (YAML); unknown keys are errors")
+    p = sub.add_parser("sweep", help="rescale, train, predict and evaluate per factor; choose the pixel size, "
+                                     "export the model, write the report",
+                       description="The whole pixel-size experiment on your annotated images: rescale them to every "
+                                   "factor, train one network per factor, score its predictions, recommend the "
+                                   "pixel size to acquire at, export that model (bioimage.io, Fiji/deepImageJ) and "
+                                   "write OUT/report.html. Give a YAML config file (its keys are the long option "
+                                   "names below, with underscores: images, masks, out, task, factors, "
+                                   "pixel_size_um, training, ...; see the README), or the options; options override "
+                                   "the file. Rerunning with the same --out resumes where the last run stopped.",
+)
+    p.add_argument("config", nargs="?", help="sweep config file (YAML); unknown keys are errors")
     add_sweep_options(p)
     return p
 
 
-def add_sweep_options(p: argparse.ArgumentParser, data: bool = True) -> None:
-    """The flags that mirror `SweepConfig` (the demo reuses the non-data ones)."""
+def add_sweep_options(p: argparse.ArgumentParser, data: bool = True, factors: str | None = None,
+                      training: str | None = None) -> None:
+    """The options that mirror `SweepConfig` (the demo reuses the non-data ones, with its own factors)."""
     if data:
-        p.add_argument("--images", help="folder of 2D images")
-        p.add_argument("--masks", help="folder of instance masks, paired with the images by file name")
-        p.add_argument("--task", choices=("semantic", "instance"), help="semantic (U-Net edge/inner) or instance (StarDist)")
-        p.add_argument("--pixel-size", type=float, dest="pixel_size_um", help="original pixel size in µm")
-        p.add_argument("--channel", type=int, help="channel of multichannel images")
-        p.add_argument("--test-images", nargs="+", help="image names held out for evaluation")
-    p.add_argument("--out", help="output folder")
-    p.add_argument("--factors", nargs="+", help="factor names or numbers (default up4 up2 og ds2 ds4 ds8 ds16)")
-    p.add_argument("--mode", choices=("aligned", "rescale4dl"), help="rescaling mode (default aligned)")
-    p.add_argument("--epochs", type=int, help="training budget in epochs")
-    p.add_argument("--steps", type=int, help="training budget in optimiser steps")
-    p.add_argument("--base-filters", type=int, help="network width (paper: 64 U-Net, 32 StarDist)")
+        p.add_argument("--images", metavar="DIR", help="folder of 2D images (.tif, .tiff, .png)")
+        p.add_argument("--masks", metavar="DIR", help="folder of instance masks (one integer label per cell, "
+                                                      "0 = background), same file names as the images")
+        p.add_argument("--task", choices=("semantic", "instance"),
+                       help="semantic: cell interior and edge classes (U-Net); instance: one outline per cell "
+                            "(StarDist)")
+        p.add_argument("--pixel-size", type=float, dest="pixel_size_um", metavar="UM",
+                       help="original pixel size in µm (default: read from the files' ImageJ/OME metadata; "
+                            "unknown is allowed)")
+        p.add_argument("--channel", type=int, metavar="N", help="channel to use in multichannel images (0 = first)")
+        p.add_argument("--test-images", nargs="+", metavar="NAME",
+                       help="images (file names without extension) kept aside to test on (default: a quarter of "
+                            "the images, chosen at random with a fixed seed)")
+    p.add_argument("--out", metavar="DIR",
+                   help="output folder (default for the demo: rescale4dl_demo)" if not data else "output folder")
+    p.add_argument("--factors", nargs="+", metavar="F",
+                   help="pixel sizes to try, as names or numbers, spaces or commas: 'og ds2 ds4', 'og,ds2,ds4' or "
+                        "'1,2,4' (ds2 = pixels 2x coarser, up2 = 2x finer, og = original; default: "
+                        f"{factors or 'up4 up2 og ds2 ds4 ds8 ds16'})")
+    p.add_argument("--mode", choices=("aligned", "rescale4dl"),
+                   help="rescaling: aligned (default; image and mask on exactly the same grid) or rescale4dl "
+                        "(the original recipe, half a pixel off, for comparison)")
+    p.add_argument("--epochs", type=int, help="training length in passes over the training patches (default: "
+                                              f"{training or '1000, as the paper'})")
+    p.add_argument("--steps", type=int, help="training length in optimiser steps (instead of --epochs)")
+    p.add_argument("--base-filters", type=int, metavar="N",
+                   help="network width: filters of the first layer (default: "
+                        f"{'8, the demo' + chr(39) + 's tiny network' if training else '64 for the U-Net, 32 for StarDist'})")
     add_min_foreground_option(p)
-    p.add_argument("--tau", type=float, dest="tau_s", help="seconds to acquire one field (throughput)")
-    p.add_argument("--criterion", choices=CRITERIA, help="how to choose the pixel size")
-    p.add_argument("--tolerance", type=float, help="IoU tolerance for coarsest-equivalent")
-    p.add_argument("--prune", action="store_true", default=None, help="skip factors advise calls hopeless")
-    p.add_argument("--no-export", dest="export", action="store_false", default=None, help="skip the bioimage.io export")
-    p.add_argument("--model", help="a bioimage.io package (.zip) to sweep instead of training; --task then "
-                                   "defaults to what the package segments")
-    p.add_argument("--task-runner", choices=("sequential", "dask"), help="run factors in parallel on Dask")
-    p.add_argument("--dask-address", help="an existing Dask scheduler (implies --task-runner dask)")
-    p.add_argument("--dask-workers", type=int, help="workers of the local Dask cluster (default 2)")
+    p.add_argument("--tau", type=float, dest="tau_s", metavar="S",
+                   help="seconds to acquire one camera field, for the throughput (default 1)")
+    p.add_argument("--criterion", choices=CRITERIA,
+                   help="how to choose the pixel size (default coarsest-equivalent: the coarsest pixel size whose "
+                        "IoU is not significantly worse than the best)")
+    p.add_argument("--tolerance", type=float, metavar="IOU",
+                   help="with coarsest-equivalent: the margin of practical equivalence, an IoU difference "
+                        "(default 0.02): a factor is equivalent when the 95%% interval of its paired IoU "
+                        "difference to the best stays above minus this margin")
+    p.add_argument("--prune", action="store_true", default=None,
+                   help="skip factors whose cells would be hopelessly small or large for the network "
+                        "(see 'rescale4dl advise')")
+    p.add_argument("--no-export", dest="export", action="store_false", default=None,
+                   help="do not export the chosen model as a bioimage.io package")
+    p.add_argument("--model", metavar="PACKAGE.zip",
+                   help="a bioimage.io model package to test at every pixel size instead of training; --task "
+                        "then defaults to what the package segments")
+    p.add_argument("--task-runner", choices=("sequential", "dask"),
+                   help="sequential (default: one factor at a time) or dask (factors in parallel)")
+    p.add_argument("--dask-address", metavar="tcp://HOST:PORT",
+                   help="an existing Dask scheduler (implies --task-runner dask)")
+    p.add_argument("--dask-workers", type=int, metavar="N", help="workers of the local Dask cluster (default 2)")
 
 
 def config_fields(args) -> dict:
@@ -126,20 +161,8 @@ def run_and_report(config) -> dict:
     """Run the flow and print the decision and where everything is."""
     from ..pipeline import run_sweep
 
-    from ..sweep import failure_lines
-
     summary = run_sweep(config)
-    out = Path(config.out)
-    print()
-    failed = summary.get("failed") or {}
-    if failed:
-        print(f"{len(failed)} of {summary.get('n_requested', len(failed))} factor(s) FAILED; the results are partial:")
-        for line in failure_lines(failed):
-            print(f"  {line}")
-        print()
-    print(summary.get("headline", "sweep finished"))
-    for key, label in (("report", "report"), ("package", "model package"), ("summary_csv", "results table")):
-        if summary.get(key):
-            print(f"  {label:14s} {summary[key]}")
-    print(f"  all outputs    {out.resolve()}")
+    from ..terminal import summary_block
+
+    print(summary_block(summary, config.out))
     return summary

@@ -63,14 +63,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--grid", type=int, help="StarDist output grid (default 2)")
     p.add_argument("--patch-size", type=int, help="patch side in px (default: 512/scale for the U-Net, "
                                                   "2048/scale for StarDist, fitted to the images)")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--batch-size", type=int, metavar="N",
+                   help="patches per optimiser step (default 5 for the U-Net, 2 for StarDist)")
+    p.add_argument("--learning-rate", type=float, metavar="LR",
+                   help="optimiser step size (default 0.0001 for the U-Net, 0.0003 for StarDist)")
     p.add_argument("--validation-fraction", type=float, help="share of images (or patches) to validate on (0.1)")
     add_min_foreground_option(p)
     p.add_argument("--early-stopping", type=int, metavar="EPOCHS",
                    help="stop after this many epochs without improvement")
     p.add_argument("--no-augment", action="store_true", help="turn augmentation off")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=int, help="random seed for patches, augmentation and weights (default 0): "
+                                           "the same seed gives the same model")
     p.add_argument("--overwrite", action="store_true", help="replace an existing MODEL folder")
     return p
 
