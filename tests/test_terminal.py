@@ -57,5 +57,6 @@ def test_summary_block_starts_with_the_failures():
                           "headline": "recommended pixel size: 0.16 µm (factor ds2); why", "report": "/o/report.md"},
                          "/o")
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("─")]
-    assert lines[0] == "FAILED  ds8 failed during training: out of memory. Full log: /o/ds8/train.log."
-    assert lines[1].startswith("Recommended pixel size: 0.16 µm") and "/o/report.html" in text
+    assert lines[0] == "1 of 1 factor(s) FAILED; the results are partial:"
+    assert lines[1] == "FAILED  ds8 failed during training: out of memory. Full log: /o/ds8/train.log."
+    assert lines[2].startswith("Recommended pixel size: 0.16 µm") and "/o/report.html" in text
