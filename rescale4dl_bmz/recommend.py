@@ -37,6 +37,8 @@ from .factors import parse_factor
 CRITERIA = ("coarsest-equivalent", "max-iou", "iou-x-throughput", "diameter-fidelity")
 DEFAULT_CRITERION = "coarsest-equivalent"
 DEFAULT_ALPHA = 0.05
+# below this best mean IoU the networks have not learned the task: a ranking says nothing
+MIN_USEFUL_IOU = 0.2
 DEFAULT_MARGIN = 0.02  # IoU: the margin of practical equivalence when no tolerance is given
 
 # Columns read from summary.csv beyond factor / iou_mean (all optional).
@@ -407,6 +409,7 @@ def select_factor(summary: pd.DataFrame, per_image: pd.DataFrame | None = None,
     reason = _reason(criterion, table, idx, best, tolerance, alpha)
     failed = select_failed(summary)
     baseline, caveat = select_baseline(summary, list(table["factor"]), failed)
+    caveat = " ".join(c for c in (caveat, select_trust_warnings(table, best)) if c) or None
     return Selection(factor=factor, scale=float(row["scale"]), pixel_size_um=size, criterion=criterion,
                      grid=g, reason=reason, best_factor=str(table.loc[best, "factor"]),
                      gains=select_gains(summary, factor, baseline), table=table, baseline=baseline,
@@ -446,6 +449,22 @@ def select_baseline(summary: pd.DataFrame, finished: list[str], failed: dict[str
     return baseline, " ".join(parts) or None
 
 
+def select_trust_warnings(table: pd.DataFrame, best: int) -> str | None:
+    """What makes the ranking itself untrustworthy, in words: models that learned nothing, or a
+    comparison resting on a single test image."""
+    parts = []
+    top = table.loc[best]
+    if top["iou_mean"] < MIN_USEFUL_IOU:
+        parts.append(f"The best mean IoU is only {top['iou_mean']:.2f} ({top['factor']}): the models have not learned "
+                     "to segment these images (too short a training, or too few annotations), so this ranking says "
+                     "nothing about the pixel size; train longer before acting on it.")
+    n_images = int(pd.to_numeric(table.get("n_paired", pd.Series([0])), errors="coerce").fillna(0).max())
+    if len(table) > 1 and n_images <= 1:
+        parts.append("Only one test image was evaluated, so factors are compared by their means alone, with no "
+                     "interval or test behind them; hold out more images for a decision you can rely on.")
+    return " ".join(parts) or None
+
+
 def _in(stage: str) -> str:
     from .errors import STAGE_WORDS
 
@@ -465,7 +484,8 @@ def select_original_pixel_size(summary: pd.DataFrame) -> float | None:
 def _iou_text(row: pd.Series) -> str:
     text = f"{row['iou_mean']:.3f}"
     lo, hi = row.get("iou_ci_low", np.nan), row.get("iou_ci_high", np.nan)
-    if pd.notna(lo) and pd.notna(hi):
+    enough = pd.isna(row.get("n_images", np.nan)) or row.get("n_images") >= 2  # one image has no interval
+    if pd.notna(lo) and pd.notna(hi) and enough:
         text += f" (95% CI {float(lo):.3f}-{float(hi):.3f})"
     return text
 

@@ -296,3 +296,18 @@ def test_gains_are_stated_against_the_finest_finished_factor_when_og_failed():
     assert sel.gains["objects_per_fov"]["ratio"] == pytest.approx(sel.scale ** 2 / 0.25)
     text = select_format(sel)
     assert text.startswith("NOTE: The original sampling (og) failed") and "Gains against up2:" in text
+
+
+def test_a_ranking_of_untrained_models_says_it_cannot_be_trusted():
+    per = per_image_table({f: 0.03 + 0.001 * i for i, f in enumerate(MEANS)})
+    sel = select_factor(summary_table(per), per)
+    assert sel.caveat.startswith("The best mean IoU is only 0.0") and "train longer" in sel.caveat
+    assert sel.statement.startswith("The best mean IoU is only")
+
+
+def test_one_test_image_gives_no_interval_and_says_so():
+    per = per_image_table({**MEANS, "ds4": 0.81})
+    one = per[per["image"] == per["image"].iloc[0]]
+    sel = select_factor(summary_table(one), one)
+    assert "Only one test image was evaluated" in sel.caveat
+    assert "95% CI" not in sel.reason

@@ -34,11 +34,12 @@ def _finite(values) -> np.ndarray:
 
 def bootstrap_ci(values, confidence: float = 0.95, n_resamples: int = 2000,
                  seed: int | None = 0) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean; (nan, nan) without data, (v, v) for one value."""
+    """Percentile bootstrap CI of the mean; (nan, nan) for fewer than 2 values (one image gives
+    no interval), (v, v) when every value is the same."""
     v = _finite(values)
-    if v.size == 0:
+    if v.size < 2:
         return _NAN, _NAN
-    if v.size == 1 or np.all(v == v[0]):
+    if np.all(v == v[0]):
         return float(v[0]), float(v[0])
     rng = np.random.default_rng(seed)
     means = np.empty(n_resamples)
