@@ -140,25 +140,15 @@ def person(v, p, maintainer: bool = False):
     return v.Maintainer(**fields) if maintainer else v.Author(**fields)
 
 
-def training_data(data: dict | None, meta, license_fallback: str | None = None):
-    """An inline dataset description of the training data (what, images, objects, pixel size, licence)."""
-    if not data:
-        return None
-    from bioimageio.spec.dataset.v0_3 import DatasetDescr
-    from bioimageio.spec.model import v0_5 as v
-
-    kwargs = {"name": data["name"], "description": data["description"][:1000]}
-    if meta.data_license:
-        kwargs["license"] = v.LicenseId(meta.data_license)
-    if meta.data_doi:
-        kwargs["cite"] = [v.CiteEntry(text=meta.data_citation or data["name"], doi=v.Doi(meta.data_doi))]
-    return DatasetDescr(**kwargs)
-
-
 def model_description(*, name: str, description: str, meta, task: str, network, files: dict[str, Path],
                       scale: float, unit: str | None, halo: int, config: dict, tags: list[str],
                       covers: list[Path], data: dict | None = None):
-    """The ModelDescr; `files` maps roles (test_input, test_output, documentation, weights...) to paths."""
+    """The ModelDescr; `files` maps roles (test_input, test_output, documentation, weights...) to paths.
+
+    The training data is described in the documentation and `config.rescale4dl.training_data`, not
+    in the spec's `training_data`: an inline dataset description without its own authors,
+    citation, documentation, tags and source adds five FAIR warnings (spec 0.5.12).
+    """
     from bioimageio.spec.model import v0_5 as v
 
     cite_data = (meta.data_citation or (data or {}).get("name") or "training data", meta.data_doi) \
@@ -170,9 +160,6 @@ def model_description(*, name: str, description: str, meta, task: str, network, 
     maintainers = meta.maintainer_list
     if maintainers:
         extra["maintainers"] = [person(v, p, maintainer=True) for p in maintainers]
-    dataset = training_data(data, meta)
-    if dataset is not None:
-        extra["training_data"] = dataset
     return v.ModelDescr(
         name=name,
         description=description,

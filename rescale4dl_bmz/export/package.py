@@ -227,6 +227,10 @@ def training_data_summary(run: SweepRun, factor: str, meta, px: float | None) ->
     from ..dataset import read_mask
 
     name = meta.data_name or dataset_label(run.dataset) or "training data"
+    record = {"name": name, "n_images": None, "n_held_out": None, "n_objects": None,
+              "image_shape": list(run.image_shape) if run.image_shape else None,
+              "original_pixel_size_um": run.pixel_size_um, "pixel_size_um": px, "factor": factor,
+              "license": meta.data_license, "citation": meta.data_citation, "doi": meta.data_doi}
     lines = [f"{name}: 2D images with instance masks, prepared by a ReScale4DL sweep "
              f"({'StarDist instance' if run.task == 'instance' else 'U-Net edge/inner semantic'} segmentation)."]
     folder = next((run.factor_dir(f) / "masks" for f in ("og", factor) if (run.factor_dir(f) / "masks").is_dir()), None)
@@ -234,6 +238,7 @@ def training_data_summary(run: SweepRun, factor: str, meta, px: float | None) ->
     if masks:
         n_objects = sum(int(np.count_nonzero(np.unique(read_mask(p)))) for p in masks)
         held = [p for p in masks if p.stem in run.test_images]
+        record.update(n_images=len(masks), n_held_out=len(held), n_objects=n_objects)
         lines.append(f"{len(masks)} images ({len(masks) - len(held)} for training and validation, {len(held)} held "
                      f"out for evaluation) with {n_objects} annotated objects")
     if run.image_shape:
@@ -249,7 +254,7 @@ def training_data_summary(run: SweepRun, factor: str, meta, px: float | None) ->
     if meta.data_citation or meta.data_doi:
         lines.append("reference: " + " ".join(x for x in (meta.data_citation, f"doi:{meta.data_doi}"
                                                            if meta.data_doi else None) if x))
-    return {"name": name, "lines": lines, "description": " ".join(l.rstrip(".") + "." for l in lines)}
+    return {**record, "lines": lines}
 
 
 def _check_license(license_id: str, what: str = "--license") -> None:
@@ -334,6 +339,7 @@ def _describe(run: SweepRun, factor: str, network, files: dict, covers, rows, sh
         "normalization": {"low_percentile": network.low_percentile, "high_percentile": network.high_percentile},
         "receptive_field_px": network.receptive_field_px, "sweep": rows,
         "postprocessing_macro": MACRO if "macro" in files else None,
+        "training_data": {k: v for k, v in data.items() if k != "lines"} if data else None,
     }
     if network.stardist:
         rescale4dl["stardist"] = {k: list(v) if isinstance(v, tuple) else v for k, v in network.stardist.items()}
