@@ -161,6 +161,11 @@ def documentation(*, name: str, task: str, factor: str, scale: float, pixel_size
     origin = f"original pixel size {original_pixel_size_um:.4g} µm" if original_pixel_size_um is not None else \
         "original pixel size not given"
     heading = "Recommended acquisition pixel size" if known else "Recommended sampling"
+    tiling_note = ("\n\nJDLL's tiling code (as read in its source) sizes an output tile as input tile x output axis "
+                   "`scale`, the older spec's meaning; with the pixel size on the axes a deepImageJ built on it may "
+                   "mis-size output tiles. If deepImageJ reports a tile or shape error, export the unit-scale "
+                   "fallback: `rescale4dl export RUN_DIR --variant deepimagej --out model_deepimagej.zip`."
+                   if known and variant == "bioimageio" else "")
     return f"""# {name}
 
 A 2D {network.architecture} ({'instance' if task == 'instance' else 'semantic'} segmentation) trained with
@@ -222,7 +227,7 @@ deepImageJ runs models through JDLL. JDLL's engine list (`supportedVersions.json
 TensorFlow 2.11 while this SavedModel was written by TensorFlow {tf_version}; its ONNX engines cover
 opsets 6-18. Use the ONNX weights in deepImageJ. Verified here: bioimageio.core runs every weight
 format on the test tensors; the SavedModel opens with a TF1-style session loader; the ONNX model
-runs in onnxruntime. Not verified: a run inside Fiji/deepImageJ.
+runs in onnxruntime. Not verified: a run inside Fiji/deepImageJ.{tiling_note}
 
 ## References
 
