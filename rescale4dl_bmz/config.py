@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import InputError
+from .export.metadata import PackageMetadata
 from .factors import DEFAULT_FACTOR_NAMES, Factor, parse_factors
 
 CRITERIA = ("coarsest-equivalent", "max-iou", "iou-x-throughput", "diameter-fidelity")
@@ -53,6 +54,9 @@ class SweepConfig(BaseModel):
     prune: bool = False
     # outputs
     export: bool = True
+    # metadata of the exported package: authors/maintainers (name, github_user, orcid), version,
+    # license, git_repo, data_name, data_license, data_citation, data_doi
+    package: PackageMetadata = Field(default_factory=PackageMetadata)
     # execution
     task_runner: Literal["sequential", "dask"] = "sequential"
     dask_address: str | None = None

@@ -536,7 +536,7 @@ def finish(config: SweepConfig, plan: Plan, outcomes: list[Outcome]) -> dict:
     write_csv(out / "plan.csv", acquisition)
     figures = draw_figures(config, plan, summary, per_image, per_object, selection.factor)
     if config.export and config.model is None:
-        result["package"] = str(export_chosen(plan, selection.factor))
+        result["package"] = str(export_chosen(plan, selection.factor, config.package))
     result["report"] = str(write_sweep_report(config, plan, summary, selection, figures, result, acquisition))
     result["headline"] = selection.statement[0].upper() + selection.statement[1:]
     if plan.package:
@@ -623,15 +623,14 @@ def example_crops(config: SweepConfig, plan: Plan, factors: list[str], field_px:
     return crops
 
 
-def export_chosen(plan: Plan, factor: str) -> Path:
-    """The chosen model as bioimage.io packages: `model.zip` (pixel size on the axes) and
-    `model_deepimagej.zip` (unit axes, pixel size in config.deepimagej); both pass bioimageio's test."""
+def export_chosen(plan: Plan, factor: str, metadata=None) -> Path:
+    """The chosen model as one bioimage.io package, `model.zip`, for the Model Zoo and deepImageJ
+    (pixel size on the axes when known, ONNX weights, post-processing macro); it passes bioimageio's test."""
     from .export import export_package
 
     out = Path(plan.out)
-    package = export_package(out, factor, out / "model.zip", variant="bioimageio")
-    export_package(out, factor, out / "model_deepimagej.zip", variant="deepimagej")
-    log.info("exported %s and %s", package, out / "model_deepimagej.zip")
+    package = export_package(out, factor, out / "model.zip", variant="bioimageio", metadata=metadata)
+    log.info("exported %s", package)
     return package
 
 
@@ -709,9 +708,12 @@ def write_sweep_report(config: SweepConfig, plan: Plan, summary, selection, figu
                                                 f"`{config.model}`: {plan.package.get('name')}, "
                                                 f"{plan.package.get('task')} output. {package_note(plan)}"))
     if result.get("package"):
-        sections.append(("Model package", f"`{Path(result['package']).name}` (bioimage.io format, pixel size in the "
-                                          "file) and `model_deepimagej.zip` (for deepImageJ in Fiji), next to this "
-                                          f"report. Bring new images to {selection.pixel_size_text} first with "
+        axes = ("pixel size on the axes" if plan.pixel_size_um is not None else
+                "unit axis scales: the original pixel size was not given, so no physical pixel size is claimed")
+        sections.append(("Model package", f"`{Path(result['package']).name}`, next to this report (bioimage.io "
+                                          f"format, {axes}; Keras, SavedModel and ONNX weights; one package for the "
+                                          "Model Zoo and for deepImageJ in Fiji). Bring new images to "
+                                          f"{selection.pixel_size_text} first with "
                                           "`fiji_macros/resample_to_model_pixel_size.ijm`."))
     sections.append(("Glossary", glossary_markdown()))
     lead = recommendation_sentence(selection, plan.pixel_size_um)

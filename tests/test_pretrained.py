@@ -140,7 +140,7 @@ def test_inspect_semantic_package(semantic):
     assert info.input_axes == ("batch", "y", "x", "channel") and info.input_2d_single_channel
     assert info.pixel_size_um == pytest.approx(semantic["pixel"], rel=1e-9)
     assert (info.pixel_size_source, info.axis_unit) == ("axes", "micrometer")
-    assert set(info.weight_formats) == {"keras_v3", "keras_hdf5", "tensorflow_saved_model_bundle"}
+    assert set(info.weight_formats) == {"keras_v3", "keras_hdf5", "tensorflow_saved_model_bundle", "onnx"}
     assert info.runnable_formats == info.weight_formats and info.weight_format == "keras_v3"
     assert all("(installed)" in v for v in info.frameworks.values())
     assert "scale_range" in info.preprocessing and info.updated_from is None

@@ -57,7 +57,7 @@ def test_sweep_writes_every_output(sequential_run, demo_data):
     out = Path(config.out)
     assert result["n_done"] == 2 and not result["failed"]
     for name in ("config.yaml", "run.json", "advice.csv", "per_image.csv", "per_object.csv", "summary.csv",
-                 "selection.json", "report.md", "report.html", "model.zip", "model_deepimagej.zip",
+                 "selection.json", "report.md", "report.html", "model.zip",
                  "figures/iou_vs_coverage.png", "figures/diameters.png", "figures/examples.png"):
         assert (out / name).is_file(), name
     for factor in FACTORS:

@@ -1,6 +1,7 @@
 """The bioimage.io (spec 0.5) model description, built from small parts.
 
-Offline rules (STACK.md): authors without GitHub handles, no maintainers, citations by DOI;
+Authors and maintainers carry GitHub handles and ORCIDs when given (a handle makes
+bioimageio.spec look the user up online: see `package.known_github_users`); citations by DOI;
 output space axes carry the same scale and unit as the input's.
 """
 
@@ -91,8 +92,18 @@ def weights(v, files: dict[str, Path]):
     import keras
     import tensorflow as tf
 
+    from .weights import ONNX_OPSET
+
     tfv = v.Version(tf.__version__)
+    onnx = None
+    if "onnx" in files:
+        import tf2onnx
+
+        onnx = v.OnnxWeightsDescr(source=files["onnx"], opset_version=ONNX_OPSET, parent="keras_v3",
+                                  comment=f"converted by tf2onnx {tf2onnx.__version__} from the serving function; "
+                                          "for deepImageJ/JDLL's ONNX engines (opsets 6-18)")
     return v.WeightsDescr(
+        onnx=onnx,
         keras_v3=v.KerasV3WeightsDescr(source=files["keras_v3"], keras_version=v.Version(keras.__version__),
                                        backend=("tensorflow", tfv)),
         keras_hdf5=v.KerasHdf5WeightsDescr(source=files["keras_hdf5"], tensorflow_version=tfv, parent="keras_v3"),
@@ -102,10 +113,13 @@ def weights(v, files: dict[str, Path]):
     )
 
 
-def deepimagej_config(pixel_size_um: float | None, scale: float, test_in_shape, test_out_shape) -> dict:
-    """`config.deepimagej`: tiling allowed, not pyramidal, test information with the pixel size."""
-    px = f"{pixel_size_um:.6g} µm" if pixel_size_um is not None else f"{scale:g} x original pixel"
+def deepimagej_config(pixel_size_um: float | None, scale: float, test_in_shape, test_out_shape,
+                      macro: str | None = None) -> dict:
+    """`config.deepimagej`: tiling allowed, not pyramidal, test information with the pixel size
+    ("1 pixel" when unknown: no physical claim), and the post-processing macro when there is one."""
+    px = f"{pixel_size_um:.6g} µm" if pixel_size_um is not None else "1 pixel"
     size = lambda shape: " x ".join(str(int(n)) for n in shape[1:])  # noqa: E731  (y x c)
+    post = [{"spec": "ij.IJ::runMacroFile", "kwargs": macro}] if macro else [{"spec": None}]
     return {
         "pyramidal_model": False,
         "allow_tiling": True,
@@ -116,27 +130,50 @@ def deepimagej_config(pixel_size_um: float | None, scale: float, test_in_shape, 
                         "pixel_size": {"x": px, "y": px, "z": "1.0 pixel"}}],
             "outputs": [{"name": "test_output.npy", "type": "image", "size": size(test_out_shape)}],
         },
+        "prediction": {"preprocess": [{"spec": None}], "postprocess": post},
     }
 
 
-def model_description(*, name: str, description: str, authors: list[str], license_id: str, task: str,
-                      network, files: dict[str, Path], scale: float, unit: str | None, halo: int,
-                      config: dict, tags: list[str]):
-    """The ModelDescr; `files` maps roles (test_input, test_output, documentation, cover, weights...) to paths."""
+def person(v, p, maintainer: bool = False):
+    """A spec Author/Maintainer from a `metadata.Person`."""
+    fields = {k: getattr(p, k) for k in ("name", "github_user", "orcid", "affiliation") if getattr(p, k)}
+    return v.Maintainer(**fields) if maintainer else v.Author(**fields)
+
+
+def model_description(*, name: str, description: str, meta, task: str, network, files: dict[str, Path],
+                      scale: float, unit: str | None, halo: int, config: dict, tags: list[str],
+                      covers: list[Path], data: dict | None = None):
+    """The ModelDescr; `files` maps roles (test_input, test_output, documentation, weights...) to paths.
+
+    The training data is described in the documentation and `config.rescale4dl.training_data`, not
+    in the spec's `training_data`: an inline dataset description without its own authors,
+    citation, documentation, tags and source adds five FAIR warnings (spec 0.5.12).
+    """
     from bioimageio.spec.model import v0_5 as v
 
+    cite_data = (meta.data_citation or (data or {}).get("name") or "training data", meta.data_doi) \
+        if meta.data_doi else None
+    attachments = [v.FileDescr(source=files[k]) for k in ("summary", "macro") if k in files]
+    extra = {}
+    if meta.git_repo:
+        extra["git_repo"] = meta.git_repo
+    maintainers = meta.maintainer_list
+    if maintainers:
+        extra["maintainers"] = [person(v, p, maintainer=True) for p in maintainers]
     return v.ModelDescr(
         name=name,
         description=description,
-        authors=[v.Author(name=a) for a in authors],
-        cite=[v.CiteEntry(text=text, doi=v.Doi(doi)) for text, doi in citations_for(task)],
-        license=v.LicenseId(license_id),
+        authors=[person(v, p) for p in meta.author_list],
+        cite=[v.CiteEntry(text=text, doi=v.Doi(doi)) for text, doi in citations_for(task, cite_data)],
+        license=v.LicenseId(meta.license),
+        version=meta.version,
         documentation=v.FileDescr(source=files["documentation"]),
-        covers=[v.FileDescr(source=files["cover"])],
-        attachments=[v.FileDescr(source=files["summary"])] if "summary" in files else [],
+        covers=[v.FileDescr(source=c) for c in covers],
+        attachments=attachments,
         tags=tags,
         inputs=[input_tensor(v, network, files["test_input"], files["sample_input"], scale, unit, halo)],
         outputs=[output_tensor(v, network, files["test_output"], files["sample_output"], scale, unit, halo)],
         weights=weights(v, files),
         config=v.Config(**config),
+        **extra,
     )

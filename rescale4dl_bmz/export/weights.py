@@ -1,9 +1,11 @@
-"""Weight files of a Keras model: keras_v3 (.keras), keras_hdf5 (.h5) and a zipped SavedModel.
+"""Weight files of a Keras model: keras_v3 (.keras), keras_hdf5 (.h5), a zipped SavedModel and ONNX.
 
 The SavedModel is written with `keras.export.ExportArchive` and a `serving_default` endpoint
 whose input and output keys are the package's tensor ids: TF1-style session loaders
 (`tf.compat.v1.saved_model.loader.load`, as deepImageJ/JDLL and bioimageio.core's TF1 path do)
-open it and find the tensors by those keys.
+open it and find the tensors by those keys. The ONNX model is converted from the same serving
+function by tf2onnx (opset `ONNX_OPSET`, inside the range 6-18 that deepImageJ's JDLL lists for
+its ONNX engines), with input and output named like the package's tensors.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 SERVE_TAG = "serve"
 SIGNATURE = "serving_default"
+ONNX_OPSET = 15
 
 
 def write_keras_v3(model, path: Path) -> Path:
@@ -36,9 +39,46 @@ def write_keras_hdf5(model, path: Path) -> Path:
     return path
 
 
+def _serving_function(model, input_id: str, output_id: str, channels_in: int):
+    import tensorflow as tf
+
+    spec = tf.TensorSpec((None, None, None, channels_in), tf.float32, name=input_id)
+
+    @tf.function(input_signature=[spec])
+    def serve(x):
+        return {output_id: model(x, training=False)}
+
+    return serve, spec
+
+
+def write_onnx(model, path: Path, input_id: str, output_id: str, channels_in: int = 1,
+               opset: int = ONNX_OPSET) -> Path:
+    """ONNX weights converted by tf2onnx from the serving function (dynamic batch, y and x)."""
+    import logging
+
+    import tf2onnx
+
+    serve, spec = _serving_function(model, input_id, output_id, channels_in)
+    quiet = logging.getLogger("tf2onnx")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        tf2onnx.convert.from_function(serve, input_signature=[spec], opset=opset, output_path=str(path))
+    finally:
+        quiet.setLevel(level)
+    return path
+
+
+def run_onnx(path: str | Path, array):
+    """Run ONNX weights with onnxruntime on `array` (NHWC float32); returns the first output."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: array})[0]
+
+
 def write_saved_model_zip(model, path: Path, input_id: str, output_id: str, channels_in: int = 1) -> Path:
     """A zipped SavedModel (files at the zip's root) with a `serving_default` signature."""
-    import tensorflow as tf
     import keras
 
     folder = path.with_suffix("")
@@ -46,12 +86,7 @@ def write_saved_model_zip(model, path: Path, input_id: str, output_id: str, chan
         shutil.rmtree(folder)
     archive = keras.export.ExportArchive()
     archive.track(model)
-    spec = tf.TensorSpec((None, None, None, channels_in), tf.float32, name=input_id)
-
-    @tf.function(input_signature=[spec])
-    def serve(x):
-        return {output_id: model(x, training=False)}
-
+    serve, _ = _serving_function(model, input_id, output_id, channels_in)
     archive.add_endpoint(SIGNATURE, serve)
     archive.write_out(str(folder), verbose=False)
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
