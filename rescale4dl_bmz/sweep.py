@@ -675,6 +675,8 @@ def write_sweep_report(config: SweepConfig, plan: Plan, summary, selection, figu
                                             + "These factors have no results; the recommendation is made among the "
                                             "others.\n\n" + "\n".join(f"- {failure_sentence(r, markdown=True)}"
                                                                       for r in failures)))
+    elif selection.caveat:
+        sections.append(("!Before you act on this", selection.caveat))
     x_axis = "pixel size in µm" if plan.pixel_size_um else "share of a cell's diameter one pixel covers"
     sections += [
         ("Why this pixel size", f"{selection.reason}\n\nCompared with {selection.baseline}"

@@ -78,6 +78,8 @@ def test_sweep_writes_every_output(sequential_run, demo_data):
     assert selection["factor"] in result["headline"]
     report = (out / "report.md").read_text()
     assert "Acquire your images" in report and "iou_vs_coverage.png" in report and "Glossary" in report
+    # one test image (q4): the report says, before anything else, that no interval backs the ranking
+    assert report.index("Only one test image was evaluated") < report.index("Why this pixel size")
     page = (out / "report.html").read_text()  # self-contained: every figure embedded, nothing linked
     assert page.count("src=\"data:image/png;base64,") == 4 and "src=\"figures/" not in page
     # inputs untouched: the demo folders still hold exactly the four quadrants
