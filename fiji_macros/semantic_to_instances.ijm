@@ -8,7 +8,9 @@
 //      their saddle; watershed of the distance map from those seeds inside inner;
 //   4. objects grown back over the cells region (edge pixels and watershed lines go to a
 //      neighbouring object); region parts no object reaches become objects of their own;
-//   5. objects under min_size (default 10) px are dropped (labels are not renumbered).
+//   5. with DeepBacs edges (outside an object on its top/left sides), edge pixels whose upper or
+//      left neighbour is background are given back to the background (the outer rim);
+//   6. objects under min_size (default 10) px are dropped (labels are not renumbered).
 // Core ImageJ 1.x only (no MorphoLibJ): Distance Map (32-bit EDM), Find Maxima (prominence = h,
 // "Segmented Particles" = ImageJ's own watershed), Analyze Particles (Count Masks) and 4-neighbour
 // Maximum filters restricted to the region for the growth. ImageJ's watershed draws 1-px lines
@@ -233,7 +235,28 @@ function labels(source, name) {
 		changeValues(NaN, NaN, 0);
 		imageCalculator("Add", lab, extra);
 	}
-	// 5. small objects dropped
+	// 5. DeepBacs edges lie outside an object on its top/left sides: edge pixels whose upper or
+	//    left neighbour is background go back to the background (beyond the border: not background)
+	selectImage(lab);
+	run("Duplicate...", "title=background");
+	setThreshold(-0.5, 0.5);
+	run("Convert to Mask");
+	bg = getImageID();
+	run("Duplicate...", "title=above");
+	run("Translate...", "x=0 y=1 interpolation=None");
+	above = getImageID();
+	selectImage(bg);
+	run("Translate...", "x=1 y=0 interpolation=None");
+	imageCalculator("OR create", above, bg);
+	near = getImageID();
+	rim = both(near, edge);
+	selectImage(rim);
+	run("32-bit");
+	run("Divide...", "value=255");
+	run("Subtract...", "value=1");
+	run("Multiply...", "value=-1");
+	imageCalculator("Multiply", lab, rim);
+	// 6. small objects dropped
 	selectImage(lab);
 	getStatistics(area, mean, min, top);
 	if (top > 65535)
