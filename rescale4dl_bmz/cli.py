@@ -1,7 +1,15 @@
 """The `rescale4dl` command: one sub-command per module in `rescale4dl_bmz.commands`.
 
 Command modules keep heavy imports (TensorFlow, Prefect, ImageJ) inside `run`, so
-`rescale4dl --help` stays fast. An `InputError` becomes a one-line message and exit code 2.
+`rescale4dl --help` stays fast. Every failure ends with one line on stderr (`--debug` adds the
+traceback) and an exit code of its own:
+
+    0    success
+    1    internal error (a bug: please report it with the --debug output)
+    2    bad input or options (the message names the file or option)
+    3    the sweep finished, but a factor failed
+    4    environment fault: a full or read-only disk, no permission, a file where a folder is needed
+    130  interrupted by SIGINT (Ctrl-C);  143  stopped by SIGTERM
 """
 
 from __future__ import annotations
@@ -9,9 +17,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
+import traceback
 
 from .errors import InputError
+
+EXIT_INTERNAL, EXIT_INPUT, EXIT_ENVIRONMENT = 1, 2, 4
 
 # Order shown in --help: the user's journey from data to a shipped model.
 COMMANDS = ("demo", "advise", "rescale", "labels", "train", "predict", "evaluate",
@@ -35,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Find the pixel size at which deep-learning segmentation of your data works best.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="more log output")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for mod in _available_commands():
         p = mod.add_parser(sub)
@@ -49,14 +62,35 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     for noisy in ("httpx", "httpcore", "distributed", "numba", "h5py", "absl"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from .shutdown import Interrupted
+
+    def fail(code: int, message: str) -> int:
+        if args.debug:
+            traceback.print_exc()
+        print(f"rescale4dl {args.command}: error: {message}", file=sys.stderr)
+        return code
+
     try:
         return int(args._run(args) or 0)
     except InputError as exc:
-        print(f"rescale4dl {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return fail(EXIT_INPUT, str(exc))
+    except Interrupted as exc:
+        return fail(exc.exit_code, f"{exc}; rerun the same command to resume")
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        return fail(128 + signal.SIGINT, "interrupted; rerun the same command to resume")
+    except OSError as exc:
+        return fail(EXIT_ENVIRONMENT, describe_os_error(exc))
+    except Exception as exc:  # a bug: one line, the traceback with --debug
+        return fail(EXIT_INTERNAL, f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the "
+                                   "traceback and report it)")
+
+
+def describe_os_error(exc: OSError) -> str:
+    """'PATH: cause' for a disk or permission fault (the path the system call failed on)."""
+    paths = [p for p in (exc.filename, exc.filename2) if p is not None]
+    cause = exc.strerror or type(exc).__name__
+    where = " -> ".join(str(p) for p in paths) if paths else "(no path)"
+    return f"{where}: {cause}"
 
 
 if __name__ == "__main__":

@@ -43,6 +43,11 @@ def add_sweep_options(p: argparse.ArgumentParser, data: bool = True) -> None:
     p.add_argument("--task-runner", choices=("sequential", "dask"), help="run factors in parallel on Dask")
     p.add_argument("--dask-address", help="an existing Dask scheduler (implies --task-runner dask)")
     p.add_argument("--dask-workers", type=int, help="workers of the local Dask cluster (default 2)")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--restart", dest="on_change", action="store_const", const="restart",
+                       help="--out holds a run with another config or other inputs: delete it and start over")
+    again.add_argument("--extend", dest="on_change", action="store_const", const="extend",
+                       help="--out holds a run with fewer factors: add the new ones, keep the finished ones")
 
 
 def config_fields(args) -> dict:
@@ -108,15 +113,15 @@ def build_config(args, source_defaults: dict | None = None):
 
 def run(args) -> int:
     config = build_config(args)
-    summary = run_and_report(config)
+    summary = run_and_report(config, getattr(args, "on_change", None) or "refuse")
     return 0 if summary.get("n_done", 0) else 1
 
 
-def run_and_report(config) -> dict:
+def run_and_report(config, on_change: str = "refuse") -> dict:
     """Run the flow and print the decision and where everything is."""
     from ..pipeline import run_sweep
 
-    summary = run_sweep(config)
+    summary = run_sweep(config, on_change)
     out = Path(config.out)
     print()
     print(summary.get("headline", "sweep finished"))
