@@ -62,7 +62,10 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     for noisy in ("httpx", "httpcore", "distributed", "numba", "h5py", "absl"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from . import shutdown
     from .shutdown import Interrupted
+
+    shutdown.hard_exit = True  # a signal ends the command at once, after cleaning up (see shutdown)
 
     def fail(code: int, message: str) -> int:
         if args.debug:

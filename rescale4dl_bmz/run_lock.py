@@ -163,6 +163,9 @@ class RunLock:
             self._use_private_tmp()
             self._thread = threading.Thread(target=self._watch_children, name="rescale4dl-lock", daemon=True)
             self._thread.start()
+            from .shutdown import on_interrupt
+
+            self._unregister = on_interrupt(self._interrupted)
         except BaseException:
             self._release()
             raise
@@ -205,7 +208,14 @@ class RunLock:
                 except OSError:
                     pass
 
+    def _interrupted(self) -> None:
+        """A signal stopped the run (children already ended): clear half-written files, release."""
+        self._stop.set()
+        clear_leftovers(self.out)
+        self._release()
+
     def _release(self) -> None:
+        getattr(self, "_unregister", lambda: None)()
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)

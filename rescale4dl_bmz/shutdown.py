@@ -1,23 +1,36 @@
-"""Clean shutdown on SIGINT / SIGTERM: stop the child processes, unwind, exit 130 / 143.
+"""Clean shutdown on SIGINT / SIGTERM: stop the child processes and exit 130 / 143 within seconds.
 
 `stop_on_signals()` installs handlers (main thread only) that end this process's children at once
-(training processes, Dask workers; the temporary Prefect server last, so Prefect can still record
-the crash) and raise `Interrupted` in the main thread. Stages write their done-marker last, so the
-interrupted stage stays unfinished and the next run redoes it.
+(training processes, Dask workers, the temporary Prefect server), run the registered cleanups
+(the run lock removes half-written files and releases the folder), and then either exit the
+process at once (`hard_exit`, set by the command line: unwinding through Prefect would wait a
+minute on a server that a signal to the process group has already stopped) or raise `Interrupted`
+(library use, e.g. a notebook). Stages write their done-marker last, so the interrupted stage
+stays unfinished and the next run redoes it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
+import sys
 import threading
-from typing import Iterator
+from typing import Callable, Iterator
 
 log = logging.getLogger("rescale4dl.shutdown")
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _SERVER_MARKERS = ("uvicorn", "prefect.server")
+_CLEANUPS: list[Callable[[], None]] = []
+hard_exit = False  # the command line sets it: exit right after the cleanups
+
+
+def on_interrupt(cleanup: Callable[[], None]) -> Callable[[], None]:
+    """Register `cleanup` to run when a signal stops the run; returns a function that unregisters it."""
+    _CLEANUPS.append(cleanup)
+    return lambda: _CLEANUPS.remove(cleanup) if cleanup in _CLEANUPS else None
 
 
 class Interrupted(BaseException):
@@ -62,9 +75,21 @@ def stop_children(include_server: bool = True, grace_s: float = 5.0) -> int:
 def _handler(signum, frame) -> None:
     for s in SIGNALS:  # a second signal while stopping must not interrupt the cleanup
         signal.signal(s, signal.SIG_IGN)
-    log.warning("%s received: stopping the sweep", signal.Signals(signum).name)
-    stop_children(include_server=False, grace_s=3.0)
-    raise Interrupted(signum)
+    exc = Interrupted(signum)
+    log.warning("%s received: stopping", signal.Signals(signum).name)
+    stop_children(include_server=hard_exit, grace_s=3.0)
+    if not hard_exit:
+        raise exc
+    for cleanup in list(reversed(_CLEANUPS)):
+        try:
+            cleanup()
+        except Exception as err:  # pragma: no cover - best effort while exiting
+            log.warning("cleanup after %s failed: %s", exc, err)
+    print(f"rescale4dl: {exc}; the unfinished stage will be redone: rerun the same command to resume",
+          file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(exc.exit_code)
 
 
 def install_handlers() -> None:
