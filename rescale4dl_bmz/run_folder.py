@@ -247,7 +247,7 @@ def _extension_problem(old: RunRecord, new: RunRecord, diff: list[str]) -> str |
     from .factors import coarsest_step, parse_factors
 
     if diff != ["factors"]:
-        return f"--extend only adds factors, but {', '.join(k for k in diff if k != 'factors')} differ too"
+        return f"--extend only adds factors, but these differ too: {', '.join(k for k in diff if k != 'factors')}"
     before, after = old.config["factors"], new.config["factors"]
     dropped = [f for f in before if f not in after]
     if dropped:

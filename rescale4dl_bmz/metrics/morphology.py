@@ -104,10 +104,10 @@ def _perimeters(canvas: np.ndarray, n: int) -> np.ndarray:
     return np.bincount(canvas[on], weights=_PERIMETER_WEIGHTS[code[on]], minlength=n + 1)[1:]
 
 
-def _batches(boxes: list, image_px: int, budget: int = 4) -> list[tuple[int, int]]:
+def _batches(boxes: list, image_px: int, budget: int = 4, floor: int = 1 << 16) -> list[tuple[int, int]]:
     """Runs of objects whose padded crops together stay under `budget` images' worth of pixels, so
     the packed canvas (and every array built on it) is bounded whatever the mask looks like."""
-    limit = max(budget * image_px, 1 << 16)
+    limit = max(budget * image_px, floor)
     runs, start, total = [], 0, 0
     for k, b in enumerate(boxes):
         px = (b[0].stop - b[0].start + 2) * (b[1].stop - b[1].start + 2)
