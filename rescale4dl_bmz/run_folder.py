@@ -330,12 +330,12 @@ def vouch_tables(run_dir: str | Path) -> RunRecord | None:
 
 def check_tables(run_dir: str | Path, task: str | None = None) -> RunRecord | None:
     """Refuse a run folder whose record and tables disagree (an unfinished, mixed or edited run)."""
-    from .run_lock import describe_holder, is_locked, read_holder
+    from .run_lock import describe_holder, held_here, is_locked, read_holder
 
     path = Path(run_dir)
     record = read_record(path)
-    if record is None:
-        return None  # a folder assembled by hand (or by an older version): nothing to check against
+    if record is None or held_here(path):
+        return record  # assembled by hand (or by an older version), or the sweep exporting its own tables
     if record.tables is None:
         busy = is_locked(path)
         raise InputError(f"{path}: its tables do not belong to its record ({RECORD_FILE}): "

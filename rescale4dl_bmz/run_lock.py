@@ -31,6 +31,12 @@ HOLDER_FILE = ".rescale4dl.holder.json"
 TMP_DIR = ".tmp"
 OWN_FILES = (LOCK_FILE, HOLDER_FILE, TMP_DIR)
 _LEFTOVER_SUFFIXES = (".part", ".old", ".part.tif")
+_HELD: set[str] = set()  # run folders this process holds
+
+
+def held_here(out: str | Path) -> bool:
+    """Whether this process holds the run folder's lock (the sweep reading its own tables)."""
+    return str(Path(out).resolve()) in _HELD
 
 
 def _process_key(p) -> dict:
@@ -166,6 +172,7 @@ class RunLock:
             from .shutdown import on_interrupt
 
             self._unregister = on_interrupt(self._interrupted)
+            _HELD.add(str(self.out.resolve()))
         except BaseException:
             self._release()
             raise
@@ -229,6 +236,7 @@ class RunLock:
             tempfile.tempdir = tempdir
         shutil.rmtree(self.out / TMP_DIR, ignore_errors=True)
         (self.out / HOLDER_FILE).unlink(missing_ok=True)
+        _HELD.discard(str(self.out.resolve()))
         if self._lock is not None:
             self._lock.release()
             self._lock = None
