@@ -131,8 +131,10 @@ def run_sweep(config: SweepConfig, on_change: str = "refuse") -> dict:
     from .sweep import plan_sweep, run_record, write_prepared
 
     plan, advice = plan_sweep(config)  # bad data or config fail here, before anything is written
+    record = run_record(config, plan)
+    open_record(config.out, record, on_change, dry_run=True)  # a folder holding another run: before the lock
     with RunLock(config.out), stop_on_signals():
-        open_record(config.out, run_record(config, plan), on_change)
+        open_record(config.out, record, on_change)
         write_prepared(config, plan, advice)
         configure_prefect(config.out)
         run_name = f"{Path(config.images).parent.name or 'sweep'}-{config.task}"

@@ -258,12 +258,13 @@ def _extension_problem(old: RunRecord, new: RunRecord, diff: list[str]) -> str |
     return None
 
 
-def open_record(run_dir: str | Path, new: RunRecord, on_change: str = "refuse") -> RunRecord:
+def open_record(run_dir: str | Path, new: RunRecord, on_change: str = "refuse", dry_run: bool = False) -> RunRecord:
     """Compare the folder's record with the sweep's and write the record first, before any output.
 
     A folder with another record is refused (`InputError` naming the differing keys) unless
     `on_change` is "restart" (empty the folder, start over) or "extend" (only factors added, with
     the same crop). A non-empty folder without a record is refused: it is not a run folder.
+    `dry_run` only checks (nothing is written or deleted): the sweep does so before it takes the lock.
     """
     from .run_lock import OWN_FILES
 
@@ -281,6 +282,8 @@ def open_record(run_dir: str | Path, new: RunRecord, on_change: str = "refuse") 
             raise
         old = None
     if others and on_change == "restart":
+        if dry_run:
+            return new
         log.warning("%s: --restart, removing the previous run", path)
         _clear(path)
         old = None
@@ -302,7 +305,8 @@ def open_record(run_dir: str | Path, new: RunRecord, on_change: str = "refuse") 
         keep = not diff and all(old.config.get(k) == new.config.get(k) for k in set(old.config) | set(new.config)
                                 if k not in ("out",))
         new = new.model_copy(update={"created": old.created, "tables": old.tables if keep else None})
-    write_record(path, new)
+    if not dry_run:
+        write_record(path, new)
     return new
 
 

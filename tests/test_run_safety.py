@@ -106,6 +106,8 @@ def test_a_folder_that_is_not_a_run_folder_is_never_written_to(demo, tmp_path):
         with pytest.raises(InputError, match="no run record"):
             prepare(config(demo, out), on_change=on_change)
     assert snapshot(out) == {"thesis.docx": b"precious"}
+    assert _sweep_cli(demo[0].parent, out, "--restart") == 2  # the command: no lock file written either
+    assert sorted(p.name for p in out.iterdir()) == ["thesis.docx"]
     bad = tmp_path / "bad"
     prepare(config(demo, bad))
     (bad / "record.json").write_text("{broken")
