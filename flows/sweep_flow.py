@@ -12,15 +12,14 @@ import sys
 from prefect import flow
 
 from rescale4dl_bmz.config import load_sweep_config
-from rescale4dl_bmz.pipeline import configure_prefect, make_flow
+from rescale4dl_bmz.pipeline import run_sweep
 
 
 @flow(name="rescale4dl-sweep-from-config", log_prints=True)
 def sweep_from_config(config_path: str) -> dict:
-    """Load the YAML config and run the sweep flow as a sub-flow."""
-    config = load_sweep_config(config_path)
-    configure_prefect(config.out)
-    return make_flow(config)(config)
+    """Load the YAML config and run the sweep flow as a sub-flow (every check first, then the run
+    folder's lock and record, as `rescale4dl sweep` does)."""
+    return run_sweep(load_sweep_config(config_path))
 
 
 if __name__ == "__main__":

@@ -22,14 +22,14 @@ CRITERIA = ("coarsest-equivalent", "max-iou", "iou-x-throughput", "diameter-fide
 class SweepConfig(BaseModel):
     """Everything a sweep needs. Paths are resolved when loaded from a file (relative to it)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     # data
     images: Path
     masks: Path
     out: Path
     task: Literal["semantic", "instance"]
-    pixel_size_um: float | None = Field(None, gt=0, description="overrides the files' metadata (µm)")
+    pixel_size_um: float | None = Field(None, gt=0, allow_inf_nan=False, description="overrides the files' metadata (µm)")
     channel: int | None = Field(None, ge=0)
     # ladder
     factors: list[str] = Field(default_factory=lambda: list(DEFAULT_FACTOR_NAMES))
@@ -41,16 +41,16 @@ class SweepConfig(BaseModel):
     label_source: Literal["per-factor", "from-og"] = "per-factor"
     # images held out for evaluation: by name, or a seeded fraction
     test_images: list[str] | None = None
-    test_fraction: float = Field(0.25, gt=0, lt=1)
+    test_fraction: float = Field(0.25, gt=0, lt=1, allow_inf_nan=False)
     seed: int = Field(0, ge=0)
     # training: any field of rescale4dl_bmz.models.TrainConfig except task/factor/pixel size
     training: dict[str, Any] = Field(default_factory=dict)
     # pretrained model (bioimage.io package): sweep it instead of training
     model: Path | None = None
     # evaluation and decision
-    tau_s: float = Field(1.0, gt=0, description="time to acquire one field of view (s)")
+    tau_s: float = Field(1.0, gt=0, allow_inf_nan=False, description="time to acquire one field of view (s)")
     criterion: Literal[CRITERIA] = "coarsest-equivalent"  # type: ignore[valid-type]
-    tolerance: float | None = Field(None, ge=0, le=1)
+    tolerance: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
     prune: bool = False
     # outputs
     export: bool = True
@@ -65,10 +65,22 @@ class SweepConfig(BaseModel):
     @field_validator("factors", mode="before")
     @classmethod
     def _factors(cls, v) -> list[str]:
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            v = [v]  # `factors: 2` in YAML: one factor
+        if not isinstance(v, (str, list, tuple)) or any(isinstance(f, (bool, dict, list)) for f in v):
+            raise ValueError(f"factors must be a list of names or numbers (e.g. [og, ds2, 4]), got {v!r}")
         try:
             return [f.name for f in parse_factors(v)]
         except InputError as exc:
             raise ValueError(str(exc)) from None
+
+    @field_validator("pixel_size_um", "channel", "seed", "tau_s", "test_fraction", "tolerance", "dask_workers",
+                     mode="before")
+    @classmethod
+    def _no_bool(cls, v):
+        if isinstance(v, bool):
+            raise ValueError(f"expected a number, got {v!r}")
+        return v
 
     @field_validator("training")
     @classmethod
@@ -138,6 +150,8 @@ def load_sweep_config(path: str | Path, **overrides) -> SweepConfig:
         raise InputError(f"{path}: the config must be a mapping of keys to values")
     data.update({k: v for k, v in overrides.items() if v is not None})
     for key in ("images", "masks", "out", "model"):
+        if data.get(key) is not None and not isinstance(data[key], (str, Path)):
+            raise InputError(f"{path}: {key} must be a path, got {data[key]!r}")
         if data.get(key) is not None and not Path(data[key]).is_absolute():
             data[key] = str((path.parent / data[key]).resolve())
     return make_sweep_config(str(path), **data)

@@ -112,7 +112,7 @@ def read_image(path: str | Path, channel: int | None = None) -> np.ndarray:
     if arr.ndim == 2:
         if channel not in (None, 0):
             raise InputError(f"{path}: --channel {channel} given but the image has a single channel")
-        return arr
+        return _finite(arr, path)
     if arr.ndim > 3 or any(a in axes for a in "ZTQI"):
         raise InputError(f"{path}: is a stack of shape {arr.shape} (axes {axes}); only 2D images are supported")
     cax = next((i for i, a in enumerate(axes) if a in "CS"), arr.ndim - 1)
@@ -121,7 +121,18 @@ def read_image(path: str | Path, channel: int | None = None) -> np.ndarray:
         raise InputError(f"{path}: has {n} channels (shape {arr.shape}); choose one with --channel")
     if not 0 <= channel < n:
         raise InputError(f"{path}: --channel {channel} out of range (the image has {n} channels)")
-    return np.take(arr, channel, axis=cax)
+    return _finite(np.take(arr, channel, axis=cax), path)
+
+
+def _finite(arr: np.ndarray, path: Path) -> np.ndarray:
+    """Refuse NaN or infinite pixels: they poison normalisation and every factor's training."""
+    if np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.complexfloating):
+        bad = arr.size - int(np.count_nonzero(np.isfinite(arr)))
+        if bad:
+            raise InputError(f"{path}: {bad} of {arr.size} pixels are NaN or infinite")
+    elif not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool):
+        raise InputError(f"{path}: unsupported pixel type {arr.dtype}")
+    return arr
 
 
 def read_mask(path: str | Path) -> np.ndarray:
@@ -133,6 +144,13 @@ def read_mask(path: str | Path) -> np.ndarray:
     from .label_arrays import check_labels
 
     return label_dtype(check_labels(arr, f"{path}: mask"))
+
+
+def read_instance_mask(path: str | Path) -> np.ndarray:
+    """`read_mask`, refusing what is not an instance label image (intensity, binary, semantic)."""
+    from .label_arrays import check_instance_mask
+
+    return check_instance_mask(read_mask(path), str(path))
 
 
 def label_dtype(labels: np.ndarray) -> np.ndarray:
@@ -201,14 +219,23 @@ def _ome_pixel_size(xml: str) -> float | None:
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; cannot write a file there")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    except OSError as exc:  # name the file the user asked for, not the temporary one
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp_path, path)
+    except OSError as exc:
+        if exc.filename is None or str(exc.filename) == str(tmp_path):  # name the file the user knows
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -294,12 +321,38 @@ def write_tiff(path: str | Path, array: np.ndarray, pixel_size_um: float | None 
 
 
 def ensure_outside(out: str | Path, *inputs: str | Path) -> None:
-    """Refuse an output folder inside (or equal to) an input folder: inputs are never written to."""
+    """Refuse an output folder inside (or equal to) an input folder, and an input inside the output
+    folder (it would be written to, or taken for output): inputs are never written to."""
     o = Path(out).resolve()
-    for i in inputs:
-        i = Path(i).resolve()
+    for given in inputs:
+        i = Path(given).resolve()
         if o == i or i in o.parents:
             raise InputError(f"output folder {out} lies inside the input folder {i}; choose another --out")
+        if o in i.parents:
+            raise InputError(f"input {given} lies inside the output folder {out}; move it or choose another --out")
+    check_output_folder(out)
+
+
+def check_output_folder(out: str | Path, what: str = "--out") -> Path:
+    """An output folder path that can be a folder: not an existing file, no file among its parents."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{what} {out} exists and is not a folder")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"{what} {out}: {parent} is a file, not a folder")
+            break
+    return out
+
+
+def check_output_file(path: str | Path, what: str) -> Path:
+    """An output file path: not an existing folder, and its folder can be a folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{what} {path} is a folder; give a file name")
+    check_output_folder(path.parent, what)
+    return path
 
 
 # ----------------------------------------------------------------------------- validated dataset
@@ -332,11 +385,14 @@ def inspect_dataset(images_dir: str | Path, masks_dir: str | Path, channel: int 
     `pixel_size_um` overrides the files' metadata; `min_side` is the smallest side an image may
     have (the coarsest downsampling step, so every factor keeps at least one pixel).
     """
-    if pixel_size_um is not None and not pixel_size_um > 0:
-        raise InputError(f"pixel size must be positive, got {pixel_size_um}")
+    if pixel_size_um is not None and not (np.isfinite(pixel_size_um) and pixel_size_um > 0):
+        raise InputError(f"pixel size must be a positive finite number of µm, got {pixel_size_um}")
     infos = []
     for pair in pair_files(images_dir, masks_dir):
         image, mask = read_pair(pair, channel)
+        from .label_arrays import check_instance_mask
+
+        check_instance_mask(mask, f"{pair.mask}: mask")
         if min(image.shape) < min_side:
             raise InputError(f"{pair.image}: image {image.shape} is smaller than the coarsest factor ({min_side} px)")
         size = pixel_size_um if pixel_size_um is not None else read_pixel_size(pair.image)

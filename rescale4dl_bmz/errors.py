@@ -10,6 +10,8 @@ EXIT_OK = 0               # every requested factor finished
 EXIT_INTERNAL = 1         # a bug or an unexpected fault
 EXIT_INPUT = 2            # bad input or options, refused before any work
 EXIT_PARTIAL = 3          # the sweep finished, but at least one factor failed: results are partial
+EXIT_ENVIRONMENT = 4      # disk full, read-only, no permission: "PATH: cause"
+# 130 / 143: stopped by SIGINT / SIGTERM (128 + the signal number)
 
 
 # the sweep's stages in words, for failure messages
@@ -36,3 +38,11 @@ def one_line(exc: BaseException) -> str:
     """`Type: first line of the message`, the way a person wants a failure summarised."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def is_environment_fault(exc: BaseException) -> bool:
+    """An OS error that no retry of the next factor can escape (full or read-only disk, no permission)."""
+    import errno
+
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM,
+                                                      errno.EDQUOT)

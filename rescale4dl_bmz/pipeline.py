@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from .config import SweepConfig
+from .errors import is_environment_fault
 
 log = logging.getLogger("rescale4dl.pipeline")
 
@@ -35,18 +36,23 @@ def configure_prefect(out: str | Path) -> None:
 def _tasks():
     """Build the Prefect tasks lazily so importing this module does not import Prefect."""
     from prefect import task
-    from prefect.cache_policies import INPUTS, TASK_SOURCE
+    from prefect.cache_policies import INPUTS, TASK_SOURCE, CacheKeyFnPolicy
 
     from . import sweep
 
-    cached = dict(cache_policy=INPUTS + TASK_SOURCE, persist_result=True)
+    def cached(stage: str) -> dict:
+        # the stage's own done-marker is part of the key: a marker whose files changed never hits
+        marker = CacheKeyFnPolicy(cache_key_fn=lambda ctx, p: sweep.marker_key(p["plan"], p["factor"], stage))
+        return dict(cache_policy=INPUTS + TASK_SOURCE + marker, persist_result=True)
+
     return {
         "prepare": task(sweep.prepare, name="check-data-and-plan", task_run_name="check-data-and-plan",
                         persist_result=False, cache_policy=None),
-        "data": task(sweep.stage_data, name="rescale", task_run_name="rescale-{factor}", **cached),
-        "train": task(sweep.stage_train, name="train", task_run_name="train-{factor}", **cached),
-        "predict": task(sweep.stage_predict, name="predict", task_run_name="predict-{factor}", **cached),
-        "evaluate": task(sweep.stage_evaluate, name="evaluate", task_run_name="evaluate-{factor}", **cached),
+        "data": task(sweep.stage_data, name="rescale", task_run_name="rescale-{factor}", **cached("data")),
+        "train": task(sweep.stage_train, name="train", task_run_name="train-{factor}", **cached("train")),
+        "predict": task(sweep.stage_predict, name="predict", task_run_name="predict-{factor}", **cached("predict")),
+        "evaluate": task(sweep.stage_evaluate, name="evaluate", task_run_name="evaluate-{factor}",
+                         **cached("evaluate")),
         "finish": task(sweep.finish, name="choose-pixel-size-export-report",
                        task_run_name="choose-pixel-size-export-report", persist_result=False, cache_policy=None),
     }
@@ -58,9 +64,11 @@ def sweep_flow_fn(config: SweepConfig, plan=None):
     data the summary) when any factor failed, Completed otherwise."""
     from prefect.futures import as_completed
 
+    from .shutdown import install_handlers
     from .sweep import STAGES, Outcome, publish_artifacts
     from .terminal import SweepProgress
 
+    install_handlers()  # over Prefect's own SIGTERM handler for the flow (Prefect restores ours after)
     tasks = _tasks()
     if plan is None:
         plan = tasks["prepare"](config)
@@ -80,6 +88,8 @@ def sweep_flow_fn(config: SweepConfig, plan=None):
             else:
                 outcomes[factor].status = "done"
         else:
+            if is_environment_fault(result):
+                raise result  # a full or read-only disk fails every factor alike: stop the sweep
             progress.skip(factor, len(stages) - i - 1)
             outcomes[factor].fail(stages[i], result)
             log.error("%s", result)
@@ -115,16 +125,30 @@ def make_flow(config: SweepConfig):
                 task_runner=runner)
 
 
-def run_sweep(config: SweepConfig) -> dict:
+def run_sweep(config: SweepConfig, on_change: str = "refuse") -> dict:
     """Run the sweep flow (ephemeral API unless PREFECT_API_URL points at a server); returns the
-    summary, also when factors failed (then `summary["failed"]` is not empty)."""
-    from .sweep import prepare
+    summary, also when factors failed (then `summary["failed"]` is not empty).
 
-    plan = prepare(config)  # bad data or config fail here, before Prefect starts
-    configure_prefect(config.out)
-    run_name = f"{Path(config.images).parent.name or 'sweep'}-{config.task}"
-    state = make_flow(config).with_options(flow_run_name=run_name)(config, plan, return_state=True)
-    summary = state.result(raise_on_failure=False)
-    if isinstance(summary, BaseException):  # the flow itself broke (not a factor)
-        raise summary
+    Every check runs before the first byte is written; then the run folder is locked for the
+    whole sweep (`run_lock.RunLock`), its record checked and written (`run_folder.open_record`;
+    `on_change`: refuse | restart | extend), and SIGINT/SIGTERM stop it cleanly (`shutdown`).
+    """
+    from .run_folder import open_record, vouch_tables
+    from .run_lock import RunLock
+    from .shutdown import stop_on_signals
+    from .sweep import plan_sweep, run_record, write_prepared
+
+    plan, advice = plan_sweep(config)  # bad data or config fail here, before anything is written
+    record = run_record(config, plan)
+    open_record(config.out, record, on_change, dry_run=True)  # a folder holding another run: before the lock
+    with RunLock(config.out), stop_on_signals():
+        open_record(config.out, record, on_change)
+        write_prepared(config, plan, advice)
+        configure_prefect(config.out)
+        run_name = f"{Path(config.images).parent.name or 'sweep'}-{config.task}"
+        state = make_flow(config).with_options(flow_run_name=run_name)(config, plan, return_state=True)
+        summary = state.result(raise_on_failure=False)
+        if isinstance(summary, BaseException):  # the flow itself broke (not a factor)
+            raise summary
+        vouch_tables(config.out)
     return summary

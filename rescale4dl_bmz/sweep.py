@@ -6,7 +6,11 @@ Every stage is idempotent: it writes its outputs atomically and a `<stage>.done.
 last, and skips itself when the marker is there. So a rerun after a crash (even `kill -9` in the
 middle of a training) redoes only what had not finished, and gives the same tables.
 
-RUN_DIR layout: `config.yaml` (resolved), `run.json`, `advice.csv`, `<factor>/{images,masks,labels}`,
+Done-markers list the files they vouch for (size, modification time) and the digest of the marker
+of the stage they built on; a marker whose files changed or went missing is dropped and its stage
+redone (`check_done`).
+
+RUN_DIR layout: `record.json` (the run record, written first), `config.yaml` (resolved), `run.json`, `advice.csv`, `<factor>/{images,masks,labels}`,
 `<factor>/model/`, `<factor>/predictions/`, `<factor>/{per_image,per_object}.csv`, `per_image.csv`,
 `per_object.csv`, `summary.csv`, `selection.json`, `figures/`, `report.md`, `report.html`, `model.zip`.
 """
@@ -27,7 +31,7 @@ import numpy as np
 from .config import SweepConfig
 from .dataset import (Pair, dataset_pixel_size, ensure_outside, inspect_dataset, read_csv, read_mask, read_pair,
                       write_csv, write_json, write_text, write_tiff)
-from .errors import FactorFailed, InputError, one_line
+from .errors import FactorFailed, InputError, is_environment_fault, one_line
 from .factors import Factor, coarsest_step, crop_slices, parse_factor
 
 log = logging.getLogger("rescale4dl.sweep")
@@ -108,36 +112,27 @@ def check_package(config: SweepConfig):
     return info
 
 
-def _check_patch_sizes(config: SweepConfig, factors: list[Factor], min_side: int) -> dict[str, int]:
+def _check_patch_sizes(config: SweepConfig, factors: list[Factor], min_side: int) -> None:
     """Every factor's patch must fit its images and be divisible by 2^depth (before any work); where
-    the images are smaller than the paper's patch, one line of advice for all factors. Returns the
-    patch side of each factor."""
+    the images are smaller than the paper's patch, one line of advice for all factors."""
     from .models.training import resolve_patch_size
 
-    limited, patches = [], {}
-    models_log = logging.getLogger("rescale4dl_bmz.models")
-    level = models_log.level
-    models_log.setLevel(logging.ERROR)  # said once below, not once per factor
-    try:
-        for f in factors:
-            side = f.shape((min_side, min_side))[0]
-            cfg = config.train_config(f.name).with_defaults()
-            try:
-                patch = resolve_patch_size(cfg, side)
-            except InputError as exc:
-                raise InputError(f"factor {f.name} (images {side} px): {exc}; drop that factor or use bigger "
-                                 "images") from None
-            patches[f.name] = patch
-            target = int(min(cfg.base_patch_size / f.scale, cfg.max_patch_size))
-            if patch < target:
-                limited.append(f"{f.name} {patch} px instead of {target}")
-    finally:
-        models_log.setLevel(level)
+    limited = []
+    for f in factors:
+        side = f.shape((min_side, min_side))[0]
+        cfg = config.train_config(f.name).with_defaults()
+        try:
+            patch = resolve_patch_size(cfg, side)
+        except InputError as exc:
+            raise InputError(f"factor {f.name} (images {side} px): {exc}; drop that factor or use bigger "
+                             "images") from None
+        target = int(min(cfg.base_patch_size / f.scale, cfg.max_patch_size))
+        if patch < target:
+            limited.append(f"{f.name} {patch} px instead of {target}")
     if limited:
         log.warning("advice: your images (smallest side %d px) are smaller than the training patches of the "
                     "paper's recipe, so the networks train on smaller patches (%s) and see less of each field; "
                     "larger images give them more context.", min_side, ", ".join(limited))
-    return patches
 
 
 def semantic_labels(config: SweepConfig, factor: Factor, og_mask: np.ndarray | None = None,
@@ -163,36 +158,9 @@ def _factor_labels(config: SweepConfig, og_mask: np.ndarray, factor: Factor) -> 
     return semantic_labels(config, factor, og_mask)
 
 
-def _check_training_patches(config: SweepConfig, factors: list[Factor], infos, train: list[str],
-                            multiple: int, patches: dict[str, int]) -> None:
-    """Every factor must find U-Net patches that pass the foreground rule (before any work);
-    masks are read and rescaled one at a time, so memory stays that of one image."""
-    from .models.patches import keeps_patch, min_foreground_for_share, patch_fractions
-
-    items = [i for i in infos if i.name in set(train)]
-    for f in factors:
-        tc = config.train_config(f.name).with_defaults()
-        if not tc.is_unet:
-            return
-        patch = patches[f.name]
-        fractions, object_px, pixels = [], 0, 0
-        for i in items:
-            y = _factor_labels(config, read_mask(i.mask)[crop_slices(i.shape, multiple, config.crop)], f)
-            fractions += patch_fractions(y, patch)
-            object_px, pixels = object_px + int(np.count_nonzero(y)), pixels + y.size
-        auto = tc.min_foreground_fraction == "auto"
-        min_fg = min_foreground_for_share(object_px / pixels) if auto else float(tc.min_foreground_fraction)
-        found = sum(keeps_patch(x, min_fg) for x in fractions)
-        if found < 2:
-            files = ", ".join(str(i.mask.name) for i in items[:8]) + (" ..." if len(items) > 8 else "")
-            raise InputError(f"factor {f.name}: the {len(items)} training masks ({files}) give {found} "
-                             f"patch(es) of {patch}x{patch} px with >= {min_fg:.1%} object pixels; training needs "
-                             "at least 2 (1 to train, 1 to validate): lower --min-foreground, or drop that factor")
-
-
-def prepare(config: SweepConfig) -> Plan:
-    """Validate data and config together, split, advise (and prune); write config.yaml and run.json."""
-    ensure_outside(config.out, config.images, config.masks)
+def plan_sweep(config: SweepConfig) -> tuple[Plan, list]:
+    """Every check on data and config together, before a single byte is written: (plan, advice)."""
+    ensure_outside(config.out, config.images, config.masks, *([config.model] if config.model else []))
     package = check_package(config) if config.model is not None else None
     factors = config.factor_list
     multiple = coarsest_step(factors)
@@ -206,8 +174,8 @@ def prepare(config: SweepConfig) -> Plan:
     train, test = split_names(names, config) if config.model is None else ([], names_for_test(names, config))
     cropped = [min(s // multiple * multiple for s in i.shape) for i in infos]
     if config.model is None:
-        patches = _check_patch_sizes(config, factors, min(cropped))
-        _check_training_patches(config, factors, infos, train, multiple, patches)
+        _check_patch_sizes(config, factors, min(cropped))
+        _check_training_split(config, infos, train, factors, multiple)
     advice = advise_dataset(config, infos, factors, pixel)
     pruned = {a.factor: a.reason for a in advice if a.hopeless} if config.prune else {}
     run_factors = [f.name for f in factors if f.name not in pruned]
@@ -220,20 +188,71 @@ def prepare(config: SweepConfig) -> Plan:
                         "shape": list(i.shape), "n_objects": i.n_objects} for i in infos],
                 train=train, test=test, image_shape=[rows.stop - rows.start, cols.stop - cols.start],
                 package=package.as_dict() if package else None, size_measure=advice[0].size_measure)
-    out = Path(config.out)
-    write_text(out / "config.yaml", config.to_yaml())
-    write_json(out / "run.json", {"task": config.task, "pixel_size_um": pixel, "factors": plan.factors,
-                                  "run_factors": run_factors, "pruned": pruned, "image_shape": plan.image_shape,
-                                  "dataset": str(config.images), "train": train, "test": test,
-                                  "model": str(config.model) if config.model else None,
-                                  "package": plan.package, "size_measure": plan.size_measure})
+    return plan, advice
+
+
+def run_record(config: SweepConfig, plan: Plan):
+    """The run folder's record of this sweep: config, a stamp of every input file, code version."""
+    from .run_folder import make_record
+
+    files = {f"image:{i['name']}": i["image"] for i in plan.items}
+    files.update({f"mask:{i['name']}": i["mask"] for i in plan.items})
+    if config.model is not None:
+        files["model"] = config.model
+    return make_record(config, files)
+
+
+def write_prepared(config: SweepConfig, plan: Plan, advice) -> None:
+    """config.yaml, run.json and advice.csv (after the run record)."""
     import pandas as pd
 
+    out = Path(config.out)
+    write_text(out / "config.yaml", config.to_yaml())
+    write_json(out / "run.json", {"task": config.task, "pixel_size_um": plan.pixel_size_um, "factors": plan.factors,
+                                  "run_factors": plan.run_factors, "pruned": plan.pruned,
+                                  "image_shape": plan.image_shape, "dataset": str(config.images),
+                                  "train": plan.train, "test": plan.test,
+                                  "model": str(config.model) if config.model else None,
+                                  "package": plan.package})
     write_csv(out / "advice.csv", pd.DataFrame([a.as_dict() for a in advice]))
-    log.info("%d images (%d train, %d test), pixel size %s, factors %s%s", len(infos), len(train), len(test),
-             f"{pixel:.4g} µm" if pixel else "unknown", " ".join(run_factors),
-             f"; pruned {', '.join(pruned)}" if pruned else "")
+    log.info("%d images (%d train, %d test), pixel size %s, factors %s%s", len(plan.items), len(plan.train),
+             len(plan.test), f"{plan.pixel_size_um:.4g} µm" if plan.pixel_size_um else "unknown",
+             " ".join(plan.run_factors), f"; pruned {', '.join(plan.pruned)}" if plan.pruned else "")
+
+
+def prepare(config: SweepConfig, on_change: str = "refuse") -> Plan:
+    """Validate data and config together, split, advise (and prune); then write the run record
+    (refusing a folder that holds another run, see `run_folder.open_record`), config.yaml and run.json."""
+    from .run_folder import open_record
+
+    plan, advice = plan_sweep(config)
+    open_record(config.out, run_record(config, plan), on_change)
+    write_prepared(config, plan, advice)
     return plan
+
+
+def _check_training_split(config: SweepConfig, infos, train: list[str], factors: list[Factor],
+                          multiple: int) -> None:
+    """Every factor's training images must give a training and a validation set, by the rule
+    training applies (`models.patches.split_data`), checked on the masks rescaled in memory."""
+    from .models.patches import split_data
+    from .models.training import resolve_min_foreground, resolve_patch_size
+
+    items = [i for i in infos if i.name in set(train)]
+    masks = []
+    for info in items:
+        rows, cols = crop_slices(info.shape, multiple, config.crop)
+        masks.append(read_mask(info.mask)[rows, cols])
+    for f in factors:
+        cfg = config.train_config(f.name).with_defaults()
+        labels = [_factor_labels(config, m, f) for m in masks]
+        patch = resolve_patch_size(cfg, min(min(m.shape) for m in labels))
+        try:
+            split_data(labels, labels, patch, fraction=cfg.validation_fraction, seed=cfg.seed,
+                       min_fg=resolve_min_foreground(cfg, labels), whole_images=not cfg.is_unet,
+                       names=[i.name for i in items])
+        except InputError as exc:
+            raise InputError(f"factor {f.name}: {exc} (training images: {', '.join(i.name for i in items)})") from None
 
 
 def advise_dataset(config: SweepConfig, infos, factors: list[Factor], pixel: float | None):
@@ -262,18 +281,89 @@ def factor_dir(plan: Plan, factor: str) -> Path:
     return Path(plan.out) / factor
 
 
+UPSTREAM = {"train": "data", "predict": "train", "evaluate": "predict"}
+
+
+def _marker(plan: Plan, factor: str, stage: str) -> Path:
+    return factor_dir(plan, factor) / f"{stage}.done.json"
+
+
+def _stamp(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _upstream(plan: Plan, factor: str, stage: str) -> str | None:
+    """The stage this one builds on (`train` is skipped for a pretrained package)."""
+    up = UPSTREAM.get(stage)
+    if up == "train" and not _marker(plan, factor, "train").exists() and plan.package is not None:
+        up = "data"
+    return up
+
+
+def _digest(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def check_done(plan: Plan, factor: str, stage: str) -> dict | None:
+    """The stage's done-marker when it still holds: every file it vouches for is there with the size
+    and modification time it had, and the stage it built on is still the one it recorded."""
+    path = _marker(plan, factor, stage)
+    try:
+        text = path.read_text(encoding="utf-8")
+        info = json.loads(text)
+        files = info["files"]
+        root = factor_dir(plan, factor)
+        if any(_stamp(root / rel) != list(stamp) for rel, stamp in files.items()):
+            return None
+        up = _upstream(plan, factor, stage)
+        if up is not None:
+            if check_done(plan, factor, up) is None:
+                return None
+            if info.get("upstream") != _digest(_marker(plan, factor, up).read_text(encoding="utf-8")):
+                return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return info
+
+
 def is_done(plan: Plan, factor: str, stage: str) -> bool:
-    return (factor_dir(plan, factor) / f"{stage}.done.json").exists()
+    """Whether the stage finished and its outputs are still what it wrote (else it is redone)."""
+    if check_done(plan, factor, stage) is not None:
+        return True
+    if _marker(plan, factor, stage).exists():
+        log.warning("[%s] %s: the files its done-marker vouches for changed or are missing; redoing it", factor, stage)
+        _marker(plan, factor, stage).unlink(missing_ok=True)
+    return False
 
 
-def mark_done(plan: Plan, factor: str, stage: str, info: dict) -> dict:
-    info = {"factor": factor, "stage": stage, **info}
-    write_json(factor_dir(plan, factor) / f"{stage}.done.json", info)
+def marker_key(plan: Plan, factor: str, stage: str) -> str:
+    """A cache key for Prefect: the valid marker's digest, else a fresh one (never a stale cache hit)."""
+    import uuid
+
+    info = check_done(plan, factor, stage)
+    return _digest(_marker(plan, factor, stage).read_text(encoding="utf-8")) if info else uuid.uuid4().hex
+
+
+def mark_done(plan: Plan, factor: str, stage: str, info: dict, files: list[Path] | None = None) -> dict:
+    """Write the stage's done-marker last, vouching for `files` (size and modification time)."""
+    root = factor_dir(plan, factor)
+    info = {"factor": factor, "stage": stage, **info,
+            "files": {p.relative_to(root).as_posix(): _stamp(p) for p in (files or [])}}
+    up = _upstream(plan, factor, stage)
+    if up is not None:
+        info["upstream"] = _digest(_marker(plan, factor, up).read_text(encoding="utf-8"))
+    write_json(_marker(plan, factor, stage), info)
     return info
 
 
 def read_done(plan: Plan, factor: str, stage: str) -> dict:
-    return json.loads((factor_dir(plan, factor) / f"{stage}.done.json").read_text())
+    info = check_done(plan, factor, stage)
+    if info is None:
+        raise RuntimeError(f"{_marker(plan, factor, stage)}: not a valid done-marker")
+    return info
 
 
 # ----------------------------------------------------------------------------- per-factor stages
@@ -288,6 +378,9 @@ def factor_stage(stage: str):
                 return fn(config, plan, factor)
             except Exception as exc:
                 from .train_job import TrainingFailed
+
+                if is_environment_fault(exc):
+                    raise  # a full or read-only disk stops the whole sweep, not one factor
 
                 log_file = factor_dir(plan, factor) / "logs" / f"{stage}.error.log"
                 log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -308,8 +401,14 @@ def crop_pair(image: np.ndarray, mask: np.ndarray, plan: Plan, anchor: str) -> t
 @factor_stage("data")
 def stage_data(config: SweepConfig, plan: Plan, factor: str) -> dict:
     """Rescale every image and mask to this factor; semantic labels too (for the semantic task)."""
+    stale = _marker(plan, factor, "data").exists()
     if is_done(plan, factor, "data"):
         return read_done(plan, factor, "data")
+    if stale:  # the marker no longer vouches for these files: write them all again
+        import shutil
+
+        for sub in ("images", "masks", "labels"):
+            shutil.rmtree(factor_dir(plan, factor) / sub, ignore_errors=True)
     from .ladder import write_factor
 
     f = parse_factor(factor)
@@ -328,8 +427,11 @@ def stage_data(config: SweepConfig, plan: Plan, factor: str) -> dict:
             write_tiff(root / "labels" / f"{name}.tif", sem.astype(np.uint8), pixel)
     n_objects, vanished = sum(r["objects"] for r in rows), sum(r["vanished"] for r in rows)
     log.info("[%s] data: %d images rescaled (%d objects, %d vanished)", factor, len(rows), n_objects, vanished)
+    subs = ("images", "masks", "labels") if config.task == "semantic" else ("images", "masks")
+    files = [root / sub / f"{item['name']}.tif" for sub in subs for item in plan.items]
     return mark_done(plan, factor, "data", {"n_images": len(rows), "n_objects": n_objects,
-                                            "vanished_objects": vanished, "pixel_size_um": pixel, "path": str(root)})
+                                            "vanished_objects": vanished, "pixel_size_um": pixel, "path": str(root)},
+                     files)
 
 
 def _load(plan: Plan, factor: str, names: list[str], what: str) -> list[np.ndarray]:
@@ -343,6 +445,7 @@ def _load(plan: Plan, factor: str, names: list[str], what: str) -> list[np.ndarr
 @factor_stage("train")
 def stage_train(config: SweepConfig, plan: Plan, factor: str) -> dict:
     """Train this factor's model on the training images (skipped when a complete model exists)."""
+    stale = _marker(plan, factor, "train").exists()
     if is_done(plan, factor, "train"):
         return read_done(plan, factor, "train")
     from .train_job import train_in_subprocess
@@ -357,13 +460,19 @@ def stage_train(config: SweepConfig, plan: Plan, factor: str) -> dict:
     images = [root / "images" / f"{n}.tif" for n in plan.train]
     masks = [root / ("labels" if semantic_given else "masks") / f"{n}.tif" for n in plan.train]
     t0 = time.perf_counter()
-    if not (model_dir / "config.json").exists():
+    if model_dir.exists() and (stale or not (model_dir / "cost.json").is_file()):
+        import shutil  # a model its marker no longer vouches for, or an incomplete one: train again
+
+        log.warning("[%s] train: %s is damaged or incomplete; training again", factor, model_dir)
+        shutil.rmtree(model_dir)
+    if not model_dir.exists():
         log.info("[%s] train: %d images", factor, len(images))
         train_in_subprocess(images, masks, tc, model_dir, root / "logs" / "train.log")
     cost = json.loads((model_dir / "cost.json").read_text())
     log.info("[%s] train: done in %.1f s", factor, time.perf_counter() - t0)
     return mark_done(plan, factor, "train", {"model": str(model_dir), **{k: cost.get(k) for k in
-                                             ("wall_time_s", "steps", "epochs", "pixels_seen")}})
+                                             ("wall_time_s", "steps", "epochs", "pixels_seen")}},
+                     sorted(p for p in model_dir.rglob("*") if p.is_file()))
 
 
 def load_predictor(config: SweepConfig, plan: Plan, factor: str):
@@ -399,7 +508,8 @@ def stage_predict(config: SweepConfig, plan: Plan, factor: str) -> dict:
         "predictions": str(out), "inference_s_per_image": per_image, "inference_s": per_image * len(images),
         "inference_first_pass_s": first_pass, "inference_pixels": int(sum(im.size for im in images)),
         "inference_method": f"median of {WARM_REPEATS} warm calls on {plan.test[0]} (after the first pass, which "
-                            "includes tracing), scaled to the mean test image"})
+                            "includes tracing), scaled to the mean test image"},
+        [out / f"{n}.tif" for n in plan.test])
 
 
 WARM_REPEATS = 3
@@ -449,7 +559,8 @@ def stage_evaluate(config: SweepConfig, plan: Plan, factor: str) -> dict:
     write_csv(root / "per_image.csv", per_image_table(images))
     ious = {g: float(np.mean([r["iou"] for r in images if r["grid"] == g])) for g in ("sampled", "native")}
     log.info("[%s] evaluate: IoU %.3f (sampled grid), %.3f (native grid)", factor, ious["sampled"], ious["native"])
-    return mark_done(plan, factor, "evaluate", {"iou_sampled": ious["sampled"], "iou_native": ious["native"]})
+    return mark_done(plan, factor, "evaluate", {"iou_sampled": ious["sampled"], "iou_native": ious["native"]},
+                     [root / "per_object.csv", root / "per_image.csv"])
 
 
 # ----------------------------------------------------------------------------- finish

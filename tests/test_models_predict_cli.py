@@ -101,8 +101,11 @@ def test_train_command_refuses_out_inside_inputs_and_empty_masks(crops, tmp_path
 
 def test_predict_command_bad_input_exits_2(semantic_model, crops, tmp_path, capsys):
     root, _ = crops
-    assert main(["predict", str(tmp_path), str(root / "images"), "--out", str(tmp_path / "p")]) == 2
+    (tmp_path / "not_a_model").mkdir()
+    assert main(["predict", str(tmp_path / "not_a_model"), str(root / "images"), "--out", str(tmp_path / "p")]) == 2
     assert "config.json is missing" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path), str(root / "images"), "--out", str(tmp_path / "p")]) == 2
+    assert "inside the input folder" in capsys.readouterr().err  # never write into the model folder
     assert main(["predict", str(semantic_model), str(tmp_path / "nowhere"), "--out", str(tmp_path / "p")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main(["predict", str(semantic_model), str(root / "images"), "--out", str(root / "images" / "p")]) == 2

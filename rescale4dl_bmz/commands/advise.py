@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -26,22 +27,24 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from ..advise import advise, no_window_advice, receptive_field, recommended_range
-    from ..dataset import list_images, read_mask, read_pixel_size
+    from ..dataset import list_images, read_instance_mask, read_pixel_size
     from ..errors import InputError
     from ..factors import parse_factors
     from ..metrics.morphology import object_morphology
 
-    if args.pixel_size is not None and not args.pixel_size > 0:
-        raise InputError(f"--pixel-size must be positive, got {args.pixel_size}")
+    if args.pixel_size is not None and not (math.isfinite(args.pixel_size) and args.pixel_size > 0):
+        raise InputError(f"--pixel-size must be a positive finite number of µm, got {args.pixel_size}")
     if args.depth is not None and args.model != "unet":
         raise InputError("--depth applies to --model unet only")
     if args.depth is not None and not 1 <= args.depth <= 5:
         raise InputError(f"--depth must be between 1 and 5, got {args.depth}")
     factors = parse_factors(args.factors)
     files = list_images(args.masks, "mask folder")
+    for path in files:  # refuse a non-label image before measuring anything
+        read_instance_mask(path)
     diam, width = [], []
     for path in files:
-        m = object_morphology(read_mask(path))
+        m = object_morphology(read_instance_mask(path))
         diam.extend(m["equivalent_diameter"])
         width.extend(m["width"])
     if not diam:

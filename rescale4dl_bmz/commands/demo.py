@@ -41,16 +41,16 @@ def run(args) -> int:
 
     out = Path(args.out or "rescale4dl_demo")
     args.out = str(out)
-    images, masks = write_demo_dataset(out / "demo_data")
+    images, masks = write_demo_dataset(out.parent / f"{out.name}_data")  # inputs never lie inside the output
     defaults = {"images": str(images), "masks": str(masks), "task": args.task, "out": str(out),
                 "factors": DEMO_FACTORS, "test_images": ["q4"], "training": DEMO_TRAINING[args.task]}
     package = out / "model.zip"
     if not (args.pretrained and package.exists()):
-        code = exit_code(run_and_report(build_config(args, defaults)))
+        code = exit_code(run_and_report(build_config(args, defaults), args.on_change or "refuse"))
         if code or not args.pretrained:
             return code
     args.out = str(out / "pretrained")
     args.factors = args.factors or PRETRAINED_FACTORS
     pretrained = {**defaults, "out": args.out, "model": str(package), "test_images": None, "export": False}
-    return exit_code(run_and_report(build_config(args, pretrained)))
+    return exit_code(run_and_report(build_config(args, pretrained), args.on_change or "refuse"))
 

@@ -52,16 +52,18 @@ def run(args) -> int:
     from ..evaluation_io import evaluate_folders, read_conditions, write_table
     from ..factors import parse_factors
 
+    import math
+
     log = logging.getLogger(__name__)
-    if args.pixel_size is not None and not args.pixel_size > 0:
-        raise InputError(f"--pixel-size must be positive, got {args.pixel_size}")
-    if not args.tau > 0:
-        raise InputError(f"--tau must be positive, got {args.tau}")
+    if args.pixel_size is not None and not (math.isfinite(args.pixel_size) and args.pixel_size > 0):
+        raise InputError(f"--pixel-size must be a positive finite number of µm, got {args.pixel_size}")
+    if not (math.isfinite(args.tau) and args.tau > 0):
+        raise InputError(f"--tau must be a positive finite number of seconds, got {args.tau}")
     if not 0 <= args.thresh < 1:
         raise InputError(f"--thresh must lie in [0, 1), got {args.thresh}")
     if args.min_size < 0:
         raise InputError(f"--min-size must be >= 0, got {args.min_size}")
-    if not args.bytes_per_pixel > 0:
+    if not (math.isfinite(args.bytes_per_pixel) and args.bytes_per_pixel > 0):
         raise InputError(f"--bytes-per-pixel must be positive, got {args.bytes_per_pixel}")
     inputs = [args.gt_dir, args.pred_dir] + ([args.native_gt] if args.native_gt else [])
     ensure_outside(args.out, *inputs)

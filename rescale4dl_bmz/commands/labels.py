@@ -29,7 +29,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args) -> int:
     from pathlib import Path
 
-    from ..dataset import ensure_outside, list_images, read_mask, read_pixel_size, write_tiff
+    from ..dataset import ensure_outside, list_images, read_instance_mask, read_mask, read_pixel_size, write_tiff
     from ..errors import InputError
 
     if args.fiji and args.engine != "imagej":
@@ -37,6 +37,14 @@ def run(args) -> int:
     if not args.timeout > 0:
         raise InputError(f"--timeout must be positive, got {args.timeout}")
     ensure_outside(args.out, args.masks)
+    files = list_images(args.masks, "mask folder")
+    stems: dict[str, Path] = {}
+    for f in files:  # validate everything before writing anything (outputs are named by stem)
+        if f.stem in stems:
+            raise InputError(f"{f}: same name as {stems[f.stem]}; outputs would collide")
+        stems[f.stem] = f
+        read_instance_mask(f)
+        read_pixel_size(f)
     if args.engine == "imagej":
         from ..imagej import ImageJError, ImageJUnavailable, labels_folder_imagej
 
@@ -48,13 +56,6 @@ def run(args) -> int:
     else:
         from ..labels import instance_to_semantic
 
-        files = list_images(args.masks, "mask folder")
-        stems: dict[str, Path] = {}
-        for f in files:  # validate everything before writing anything
-            if f.stem in stems:
-                raise InputError(f"{f}: same name as {stems[f.stem]}; outputs would collide")
-            stems[f.stem] = f
-            read_mask(f)
         written = [write_tiff(Path(args.out) / f"{f.stem}.tif", instance_to_semantic(read_mask(f), args.style),
                               read_pixel_size(f)) for f in files]
     print(f"wrote {len(written)} label images ({args.style}, {args.engine}) to {args.out}")

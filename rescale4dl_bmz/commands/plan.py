@@ -34,10 +34,16 @@ def run(args) -> int:
     from ..run_folder import load_run
 
     camera = plan_parse_camera(args.camera)
-    if not args.tau > 0:
-        raise InputError(f"--tau must be a positive number of seconds, got {args.tau}")
+    import math
+
+    from ..dataset import check_output_file
+
+    if not (math.isfinite(args.tau) and args.tau > 0):
+        raise InputError(f"--tau must be a positive finite number of seconds, got {args.tau}")
     if args.out and not str(args.out).lower().endswith((".csv", ".md")):
         raise InputError(f"--out {args.out}: the plan is written as .csv or .md")
+    if args.out:
+        check_output_file(args.out, "--out")
     run_ = load_run(args.run_dir, args.pixel_size)
     selection = select_factor(run_.summary, run_.per_image, args.criterion, args.tolerance,
                               pixel_size_um=run_.pixel_size_um)

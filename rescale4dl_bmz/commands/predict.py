@@ -29,15 +29,29 @@ def output_name(path: Path) -> str:
     return path.name if path.suffix.lower() in (".tif", ".tiff") else f"{path.stem}.tif"
 
 
+def check_output_names(files: list[Path]) -> None:
+    """Two images whose predictions would share a file name (x.tif and x.png) are refused."""
+    seen: dict[str, Path] = {}
+    for path in files:
+        name = output_name(path)
+        key = Path(name).stem.lower() if name.lower().endswith((".tif", ".tiff")) else name.lower()
+        if key in seen:
+            raise InputError(f"{path}: its prediction would overwrite that of {seen[key]} (same name); "
+                             "rename one of them")
+        seen[key] = path
+
+
 def run(args: argparse.Namespace) -> int:
     from ..dataset import ensure_outside, list_images, read_image, read_pixel_size, write_tiff
 
     if args.tile_size is not None and args.tile_size < 16:
         raise InputError(f"--tile-size {args.tile_size} is too small (at least 16 px)")
-    ensure_outside(args.out, args.images)
+    ensure_outside(args.out, args.images, args.model)
     files = list_images(args.images, "image folder")
-    if args.out.exists() and not args.out.is_dir():
-        raise InputError(f"--out {args.out} exists and is not a folder")
+    check_output_names(files)
+    for path in files:  # every input is checked before the first prediction is written
+        read_image(path, args.channel)
+        read_pixel_size(path)
     from ..models.store import load_model
 
     model = load_model(args.model)

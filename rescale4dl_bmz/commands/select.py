@@ -31,10 +31,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from ..dataset import write_json
+    from ..dataset import check_output_file, write_json
     from ..recommend import select_factor, select_format
     from ..run_folder import load_run
 
+    if args.json_out:
+        check_output_file(args.json_out, "--json")
     run_ = load_run(args.run_dir, args.pixel_size)
     selection = select_factor(run_.summary, run_.per_image, args.criterion, args.tolerance,
                               grid=args.grid, pixel_size_um=run_.pixel_size_um, alpha=args.alpha)

@@ -80,6 +80,11 @@ def add_sweep_options(p: argparse.ArgumentParser, data: bool = True, factors: st
     p.add_argument("--dask-address", metavar="tcp://HOST:PORT",
                    help="an existing Dask scheduler (implies --task-runner dask)")
     p.add_argument("--dask-workers", type=int, metavar="N", help="workers of the local Dask cluster (default 2)")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--restart", dest="on_change", action="store_const", const="restart",
+                       help="--out holds a run with another config or other inputs: delete it and start over")
+    again.add_argument("--extend", dest="on_change", action="store_const", const="extend",
+                       help="--out holds a run with fewer factors: add the new ones, keep the finished ones")
 
 
 def config_fields(args) -> dict:
@@ -147,7 +152,7 @@ def build_config(args, source_defaults: dict | None = None):
 
 def run(args) -> int:
     config = build_config(args)
-    return exit_code(run_and_report(config))
+    return exit_code(run_and_report(config, getattr(args, "on_change", None) or "refuse"))
 
 
 def exit_code(summary: dict) -> int:
@@ -157,11 +162,11 @@ def exit_code(summary: dict) -> int:
     return EXIT_PARTIAL if summary.get("failed") or not summary.get("n_done") else EXIT_OK
 
 
-def run_and_report(config) -> dict:
+def run_and_report(config, on_change: str = "refuse") -> dict:
     """Run the flow and print the decision and where everything is."""
     from ..pipeline import run_sweep
 
-    summary = run_sweep(config)
+    summary = run_sweep(config, on_change)
     from ..terminal import summary_block
 
     print(summary_block(summary, config.out))

@@ -77,7 +77,7 @@ def _pack(shapes: list[tuple[int, int]]) -> tuple[tuple[int, int], list[tuple[in
     return (y + shelf, width), corners
 
 
-def _canvas(index: np.ndarray, boxes: list) -> tuple[np.ndarray, list[tuple[slice, slice]]]:
+def _canvas(index: np.ndarray, boxes: list, offset: int = 0) -> tuple[np.ndarray, list[tuple[slice, slice]]]:
     """Every object on its own zero-padded crop, packed into one canvas of object ids (1..n),
     and where each padded crop lies in it.
 
@@ -90,7 +90,7 @@ def _canvas(index: np.ndarray, boxes: list) -> tuple[np.ndarray, list[tuple[slic
     places = []
     for k, (box, (y, x), (h, w)) in enumerate(zip(boxes, corners, shapes)):
         view = canvas[y + 1:y + h - 1, x + 1:x + w - 1]
-        view[index[box] == k + 1] = k + 1
+        view[index[box] == offset + k + 1] = k + 1
         places.append((slice(y, y + h), slice(x, x + w)))
     return canvas, places
 
@@ -104,23 +104,27 @@ def _perimeters(canvas: np.ndarray, n: int) -> np.ndarray:
     return np.bincount(canvas[on], weights=_PERIMETER_WEIGHTS[code[on]], minlength=n + 1)[1:]
 
 
-def object_morphology(labels: np.ndarray | LabelIndex) -> dict[str, np.ndarray]:
-    """Morphology of every object of a label image: {column: array}, objects in label order.
+def _batches(boxes: list, image_px: int, budget: int = 4, floor: int = 1 << 16) -> list[tuple[int, int]]:
+    """Runs of objects whose padded crops together stay under `budget` images' worth of pixels, so
+    the packed canvas (and every array built on it) is bounded whatever the mask looks like."""
+    limit = max(budget * image_px, floor)
+    runs, start, total = [], 0, 0
+    for k, b in enumerate(boxes):
+        px = (b[0].stop - b[0].start + 2) * (b[1].stop - b[1].start + 2)
+        if total and total + px > limit:
+            runs.append((start, k))
+            start, total = k, 0
+        total += px
+    runs.append((start, len(boxes)))
+    return runs
 
-    >>> lab = np.zeros((20, 40), np.uint8); lab[5:15, 5:35] = 3
-    >>> m = object_morphology(lab)
-    >>> int(m["label"][0]), int(m["area"][0]), float(m["width"][0])
-    (3, 300, 10.0)
-    """
+
+def _measure(index: np.ndarray, boxes: list, offset: int):
+    """(width, skeleton width, max EDT, perimeter) of the objects offset+1 .. offset+len(boxes)."""
     from skimage.morphology import skeletonize
 
-    li = index_labels(labels, "labels")
-    n = li.n
-    out = {name: np.full(n, np.nan) for name in COLUMNS}
-    out["label"], out["area"] = li.labels, li.sizes[1:].astype(np.int64)
-    if n == 0:
-        return out
-    canvas, places = _canvas(li.index, li.boxes)
+    n = len(boxes)
+    canvas, places = _canvas(index, boxes, offset)
     obj = canvas > 0
     dist = ndi.distance_transform_edt(obj)
     top = np.array([dist[place].max() for place in places])
@@ -138,8 +142,29 @@ def object_morphology(labels: np.ndarray | LabelIndex) -> dict[str, np.ndarray]:
         if b > a:
             width[k] = 2 * _median(_skeleton_thickness(ys[a:b], xs[a:b], radius[a:b], radius2[a:b]))
             width_skel[k] = 2 * _median(radius[a:b])
+    return width, width_skel, top, _perimeters(canvas, n)
+
+
+def object_morphology(labels: np.ndarray | LabelIndex) -> dict[str, np.ndarray]:
+    """Morphology of every object of a label image: {column: array}, objects in label order.
+
+    >>> lab = np.zeros((20, 40), np.uint8); lab[5:15, 5:35] = 3
+    >>> m = object_morphology(lab)
+    >>> int(m["label"][0]), int(m["area"][0]), float(m["width"][0])
+    (3, 300, 10.0)
+    """
+    li = index_labels(labels, "labels")
+    n = li.n
+    out = {name: np.full(n, np.nan) for name in COLUMNS}
+    out["label"], out["area"] = li.labels, li.sizes[1:].astype(np.int64)
+    if n == 0:
+        return out
+    width, width_skel, top, perimeter = (np.full(n, np.nan) for _ in range(4))
+    for first, last in _batches(li.boxes, li.index.size):
+        sl = slice(first, last)
+        width[sl], width_skel[sl], top[sl], perimeter[sl] = _measure(li.index, li.boxes[first:last], first)
     out["width"], out["width_skeleton"], out["max_inscribed_diameter"] = width, width_skel, 2 * top
-    out["perimeter"] = _perimeters(canvas, n)
+    out["perimeter"] = perimeter
     area = out["area"].astype(float)
     out["equivalent_diameter"] = 2.0 * np.sqrt(area / np.pi)
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -19,7 +19,7 @@ TASKS = ("semantic", "instance")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class UNetArch(_Strict):

@@ -157,12 +157,22 @@ def load_model(folder: str | Path) -> TrainedModel:
         from . import require_tensorflow_backend
 
         keras = require_tensorflow_backend()
-        network = keras.models.load_model(path, compile=False)
+        try:
+            network = keras.models.load_model(path, compile=False)
+        except Exception as exc:  # truncated, foreign or damaged file: Keras says "File not found" and worse
+            raise InputError(f"{path}: cannot be loaded as a Keras model, the file is damaged, truncated or not "
+                             f"a model ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
     else:
         from .stardist_model import STARDIST_DIR, load_stardist
 
         if not (folder / STARDIST_DIR / "config.json").is_file():
             raise InputError(f"{folder}: not a trained instance model ({STARDIST_DIR}/config.json is missing)")
-        network = load_stardist(folder)
+        try:
+            network = load_stardist(folder)
+        except InputError:
+            raise
+        except Exception as exc:
+            raise InputError(f"{folder / STARDIST_DIR}: cannot be loaded as a StarDist model, its files are damaged "
+                             f"or not a model ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
     return TrainedModel(folder, config, rf, network)
 

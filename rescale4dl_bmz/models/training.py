@@ -106,10 +106,6 @@ def resolve_patch_size(cfg: TrainConfig, min_side: int) -> int:
     if p < 2 * div:
         raise InputError(f"images too small for this network: the smallest side is {min_side} px, "
                          f"patches must be at least {2 * div} px and a multiple of {div}")
-    target = min(cfg.base_patch_size / scale, cfg.max_patch_size)
-    if p < target:
-        log.warning("patch size %d px (rule: %d px at %s) limited by the smallest image side (%d px)",
-                    p, int(target), cfg.factor, min_side)
     return p
 
 
@@ -149,6 +145,9 @@ def train_model(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], confi
     norm = [percentile_normalize(im, cfg.normalization.low, cfg.normalization.high) for im in images]
     min_side = min(min(im.shape) for im in norm)
     patch = resolve_patch_size(cfg, min_side)
+    if cfg.patch_size is None and patch < min(cfg.base_patch_size / parse_factor(cfg.factor).scale, cfg.max_patch_size):
+        log.info("patch size %d px: the same-field rule asks for more, but the smallest image side is %d px",
+                 patch, min_side)
     min_fg = resolve_min_foreground(cfg, labels)
     split = split_data(norm, labels, patch, fraction=cfg.validation_fraction, seed=cfg.seed,
                        min_fg=min_fg, whole_images=not cfg.is_unet, names=names)
