@@ -87,17 +87,9 @@ def end_orphans(holder: dict, grace_s: float = 5.0) -> list[int]:
                 alive.append(p)
         except (psutil.Error, KeyError, TypeError, ValueError):
             continue
-    for p in alive:
-        try:
-            p.terminate()
-        except psutil.Error:
-            pass
-    _, still = psutil.wait_procs(alive, timeout=grace_s)
-    for p in still:
-        try:
-            p.kill()
-        except psutil.Error:
-            pass
+    from .shutdown import end_processes
+
+    end_processes(alive, grace_s)
     if alive:
         log.warning("ended %d process(es) left running by the killed sweep: %s", len(alive),
                     ", ".join(str(p.pid) for p in alive))

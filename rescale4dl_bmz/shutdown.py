@@ -58,18 +58,25 @@ def stop_children(include_server: bool = True, grace_s: float = 5.0) -> int:
     except psutil.Error:
         return 0
     targets = [p for p in children if include_server or not _is_server(p)]
-    for p in targets:
+    end_processes(targets, grace_s)
+    return len(targets)
+
+
+def end_processes(processes: list, grace_s: float = 5.0) -> None:
+    """SIGTERM each psutil process, then SIGKILL those still alive after `grace_s`."""
+    import psutil
+
+    for p in processes:
         try:
             p.terminate()
         except psutil.Error:
             pass
-    _, alive = psutil.wait_procs(targets, timeout=grace_s)
+    _, alive = psutil.wait_procs(processes, timeout=grace_s)
     for p in alive:
         try:
             p.kill()
         except psutil.Error:
             pass
-    return len(targets)
 
 
 def _handler(signum, frame) -> None:

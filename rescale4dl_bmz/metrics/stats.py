@@ -75,13 +75,18 @@ def _sign_flip_p(d: np.ndarray) -> tuple[float, float]:
     return float(d.mean()), float(np.mean(np.abs(means) >= observed - 1e-12 * max(1.0, observed)))
 
 
-def paired_test(a, b) -> PairedTest:
-    """Two-sided paired test of a vs b (same order = same images); pairs with a NaN are dropped."""
+def _paired_differences(a, b) -> np.ndarray:
+    """a - b over the pairs where both are finite (same order = same units)."""
     a, b = np.asarray(a, float).ravel(), np.asarray(b, float).ravel()
     if a.shape != b.shape:
         raise ValueError(f"paired samples differ in length ({a.size} vs {b.size})")
     keep = np.isfinite(a) & np.isfinite(b)
-    d = a[keep] - b[keep]
+    return a[keep] - b[keep]
+
+
+def paired_test(a, b) -> PairedTest:
+    """Two-sided paired test of a vs b (same order = same images); pairs with a NaN are dropped."""
+    d = _paired_differences(a, b)
     n = int(d.size)
     if n < 2:
         return PairedTest(n, float(d.mean()) if n else _NAN, _NAN, _NAN, "too few pairs")
@@ -120,11 +125,7 @@ def paired_difference(a, b, margin: float, confidence: float = 0.95) -> PairedDi
 
     if not (np.isfinite(margin) and margin >= 0):
         raise ValueError(f"margin must be a non-negative number, got {margin!r}")
-    a, b = np.asarray(a, float).ravel(), np.asarray(b, float).ravel()
-    if a.shape != b.shape:
-        raise ValueError(f"paired samples differ in length ({a.size} vs {b.size})")
-    keep = np.isfinite(a) & np.isfinite(b)
-    d = a[keep] - b[keep]
+    d = _paired_differences(a, b)
     n = int(d.size)
     below = int(np.sum(d < -margin - 1e-12))
     if n < 2:
