@@ -341,14 +341,14 @@ def plot_iou_vs_coverage(per_image: pd.DataFrame, summary: pd.DataFrame, path: s
         ax.set_xticklabels([f"{x:.3g}\n{n}" + ("\n(chosen)" if n == chosen else "") for x, n in ticks],
                            fontsize=8)
     ax.set_xlabel("pixel size (µm per pixel) and factor" if use_um
-                  else "% of object diameter per pixel and factor (the original pixel size is unknown)")
+                  else "% of the object size per pixel, and factor (the original pixel size is unknown)")
     ax.set_ylabel(f"IoU per test image ({grid} grid)")
     ax.set_ylim(0, 1)
     ax.grid(axis="y", alpha=0.3)
     if use_um and pct_per_scale:
         k = pct_per_scale / pixel_size_um  # % of diameter per µm of pixel
         top = ax.secondary_xaxis("top", functions=(lambda x: x * k, lambda p: p / k))
-        top.set_xlabel("% of object diameter per pixel", fontsize=9)
+        top.set_xlabel("% of the object size per pixel", fontsize=9)
         top.set_xticks([x * k for x, _ in ticks])
         top.set_xticklabels([f"{x * k:.3g}" for x, _ in ticks], fontsize=8)
         top.xaxis.set_minor_locator(NullLocator())
