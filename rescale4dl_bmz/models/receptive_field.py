@@ -84,7 +84,10 @@ def connectivity_probe(model, seed: int = 0):
             cfg["activation"] = "linear"
         return type(layer).from_config(cfg)
 
-    probe = keras.models.clone_model(model, clone_function=clone)
+    # the same graph, uncompiled: cloning a compiled model would rebuild its losses (StarDist's are
+    # custom functions Keras cannot find by name)
+    graph = keras.Model(model.inputs, model.outputs)
+    probe = keras.models.clone_model(graph, clone_function=clone)
     rng = np.random.default_rng(seed)
     for layer in probe.layers:
         for w in layer.weights:
