@@ -147,7 +147,8 @@ def run_sweep(config: SweepConfig, on_change: str = "refuse") -> dict:
         configure_prefect(config.out)
         run_name = f"{Path(config.images).parent.name or 'sweep'}-{config.task}"
         state = make_flow(config).with_options(flow_run_name=run_name)(config, plan, return_state=True)
-        summary = state.result(raise_on_failure=False)
+        # _sync: in a notebook (a running event loop) Prefect would hand back a coroutine
+        summary = state.result(raise_on_failure=False, _sync=True)
         if isinstance(summary, BaseException):  # the flow itself broke (not a factor)
             raise summary
         vouch_tables(config.out)
