@@ -92,10 +92,15 @@ def _handler(signum, frame) -> None:
             cleanup()
         except Exception as err:  # pragma: no cover - best effort while exiting
             log.warning("cleanup after %s failed: %s", exc, err)
-    print(f"rescale4dl: {exc}; the unfinished stage will be redone: rerun the same command to resume",
-          file=sys.stderr)
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, RuntimeError):  # closed, or busy in the interrupted code
+            pass
+    # straight to the file descriptor: text printed through sys.stderr from inside the handler was
+    # seen to vanish (the interrupted thread's stream state), and os._exit flushes nothing
+    os.write(2, f"rescale4dl: {exc}; the unfinished stage will be redone: rerun the same command to "
+                "resume\n".encode())
     os._exit(exc.exit_code)
 
 
