@@ -82,6 +82,8 @@ def setup_logging(verbose: bool = False) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         logging.getLogger("tensorflow").setLevel(logging.ERROR)
         logging.getLogger("absl").setLevel(logging.ERROR)
+        # a damaged TIFF is reported once, as our own error naming the file
+        logging.getLogger("tifffile").setLevel(logging.ERROR)
 
 
 @contextlib.contextmanager

@@ -1,8 +1,9 @@
 """A sweep that loses a factor says so: exit 3, a Failed Prefect flow run, failures first in the
 report and the terminal, and no gain claimed against the factor that failed.
 
-The failure is real, not simulated: the folder where og's model must go is taken by a file, so
-og's training process fails the way a full or read-only disk would fail it.
+The failure is real, not simulated: a sweep over ds2 ds4 is extended with og, and the folder
+where og's model must go is taken by a file, so og's training process fails the way a full or
+read-only disk would fail it.
 """
 
 from __future__ import annotations
@@ -25,15 +26,19 @@ TINY_TRAINING = {"architecture": {"kind": "unet", "depth": 2, "base_filters": 4}
 @pytest.fixture(scope="module")
 def lost_baseline(tmp_path_factory):
     """A CLI sweep over og ds2 ds4 whose og cannot be trained."""
+    from rescale4dl_bmz.pipeline import run_sweep
+
     root = tmp_path_factory.mktemp("lost_og")
     images, masks = write_demo_dataset(root / "data")
     out = root / "run"
-    config = make_sweep_config(images=images, masks=masks, out=out, task="semantic", factors=["og", "ds2", "ds4"],
-                               test_images=["q4"], training=TINY_TRAINING, export=False)
+    common = dict(images=images, masks=masks, out=out, task="semantic", test_images=["q4"], training=TINY_TRAINING,
+                  export=False)
+    assert not run_sweep(make_sweep_config(factors=["ds2", "ds4"], **common))["failed"]
+    config = make_sweep_config(factors=["og", "ds2", "ds4"], **common)
     (root / "sweep.yaml").write_text(config.to_yaml())
-    (out / "og").mkdir(parents=True)
+    (out / "og").mkdir()
     (out / "og" / "model").write_text("not a model folder")  # og's training cannot write its model
-    done = subprocess.run([sys.executable, "-m", "rescale4dl_bmz", "sweep", str(root / "sweep.yaml")],
+    done = subprocess.run([sys.executable, "-m", "rescale4dl_bmz", "sweep", str(root / "sweep.yaml"), "--extend"],
                           capture_output=True, text=True, timeout=900)
     return out, done
 
