@@ -41,27 +41,18 @@ PAPER_MIN_FOREGROUND = 0.05  # ZeroCostDL4Mic's "minimal fraction" of foreground
 
 
 def auto_min_foreground(labels: Sequence[np.ndarray]) -> float:
-    """The patch foreground threshold that adapts to the data (`min_foreground_for_share`)."""
+    """The patch foreground threshold that adapts to the data: the paper's 5 %, or half the data's
+    own foreground share when that is lower (sparse data: E. coli fields hold a few cells, about
+    4 % foreground, and the fixed 5 % rejected every whole-image patch)."""
     pixels = sum(int(np.asarray(y).size) for y in labels)
     share = sum(int(np.count_nonzero(y)) for y in labels) / pixels if pixels else 0.0
-    return min_foreground_for_share(share)
-
-
-def min_foreground_for_share(share: float) -> float:
-    """The paper's 5 %, or half the data's own foreground share when that is lower (sparse data:
-    E. coli fields hold a few cells, about 4 % foreground, and the fixed 5 % rejected every
-    whole-image patch)."""
     return min(PAPER_MIN_FOREGROUND, share / 2)
-
-
-def patch_fractions(labels: np.ndarray, patch: int) -> list[float]:
-    """Foreground share of each grid patch of one label image."""
-    return [foreground_fraction(labels[r:r + patch, c:c + patch]) for r, c in grid_origins(labels.shape, patch)]
 
 
 def qualifying_patches(labels: np.ndarray, patch: int, min_fg: float) -> int:
     """How many grid patches of one label image pass the foreground rule."""
-    return sum(keeps_patch(f, min_fg) for f in patch_fractions(labels, patch))
+    return sum(keeps_patch(foreground_fraction(labels[r:r + patch, c:c + patch]), min_fg)
+               for r, c in grid_origins(labels.shape, patch))
 
 
 def keeps_patch(fraction: float, min_fg: float) -> bool:
