@@ -24,9 +24,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rescale4dl_bmz.dataset import read_image, read_mask  # noqa: E402
+from rescale4dl_bmz.files.dataset import read_image, read_mask  # noqa: E402
 from rescale4dl_bmz.factors import coarsest_step, crop_slices, parse_factors  # noqa: E402
-from rescale4dl_bmz.rescale import rescale_image, rescale_mask  # noqa: E402
+from rescale4dl_bmz.data.rescale import rescale_image, rescale_mask  # noqa: E402
 
 DEFAULT_IMAGE = ROOT.parent / "shared" / "data" / "saureus_crop" / "images" / "1.tif"
 

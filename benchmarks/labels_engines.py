@@ -4,7 +4,7 @@
 
 A synthetic size x size uint16 instance mask with about 4000 touching and separate disks
 (radius 6-18 px, one per 32-px cell, jittered) goes through
-`rescale4dl_bmz.labels.instance_to_semantic` (Python) and `ImageJ.instance_to_semantic` (our
+`rescale4dl_bmz.data.labels.instance_to_semantic` (Python) and `ImageJ.instance_to_semantic` (our
 macro in ImageJ 1.x under a private Xvfb, one JVM for all repeats, as a folder run uses it).
 ImageJ's per-image time counts what the engine costs per image: the TIFF exchange, the macro and
 the worker round trip; the JVM start is reported apart. Both results must be identical.
@@ -69,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 when Python is not 50x faster")
     args = parser.parse_args(argv)
 
-    from rescale4dl_bmz.imagej import ImageJ
-    from rescale4dl_bmz.labels import instance_to_semantic
+    from rescale4dl_bmz.imagej.bridge import ImageJ
+    from rescale4dl_bmz.data.labels import instance_to_semantic
 
     mask = synthetic_mask(args.size)
     n_objects = int(np.count_nonzero(np.bincount(mask.ravel())[1:]))

@@ -10,7 +10,7 @@ cells each) it times, in one run and on the same arrays:
 - `rescale4dl_bmz.metrics.match_instances` (the same statistics),
 - the per-pair instance metrics of our tables without morphology: `match_instances` plus the
   compatibility crop IoU (`crop_iou_rescale4dl`), on one shared label index,
-- `rescale4dl_bmz.evaluation.evaluate_pair(..., "instance")`: matching, the compatibility crop
+- `rescale4dl_bmz.metrics.tables.evaluate_pair(..., "instance")`: matching, the compatibility crop
   IoU and the morphology of every GT and predicted object, i.e. the whole per-pair evaluation.
 
 Each timing is the best of `--repeat` runs per pair (the machine may be shared). Targets: matching
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     from stardist.matching import matching
 
     sys.path.insert(0, str(ROOT))
-    from rescale4dl_bmz.evaluation import evaluate_pair
+    from rescale4dl_bmz.metrics.tables import evaluate_pair
     from rescale4dl_bmz.metrics import crop_iou_rescale4dl, match_instances
     from rescale4dl_bmz.metrics.instance import index_labels
 

@@ -30,11 +30,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rescale4dl_bmz.advise import recommended_range
-from rescale4dl_bmz.config import make_sweep_config
-from rescale4dl_bmz.dataset import read_image, read_mask, read_pixel_size, write_tiff
+from rescale4dl_bmz.decide.advise import recommended_range
+from rescale4dl_bmz.sweep.config import make_sweep_config
+from rescale4dl_bmz.files.dataset import read_image, read_mask, read_pixel_size, write_tiff
 from rescale4dl_bmz.factors import parse_factor
-from rescale4dl_bmz.pipeline import run_sweep
+from rescale4dl_bmz.sweep.flow import run_sweep
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SETS = {
@@ -118,7 +118,7 @@ def run_one(name: str, spec: dict, root: Path, steps: int, max_images: int, fact
 
 
 def _advice_rows(advice: pd.DataFrame) -> list:
-    from rescale4dl_bmz.advise import FactorAdvice
+    from rescale4dl_bmz.decide.advise import FactorAdvice
 
     fields = FactorAdvice.__dataclass_fields__
     return [FactorAdvice(**{k: v for k, v in row.items() if k in fields}) for row in advice.to_dict("records")]
@@ -163,7 +163,7 @@ def _sampling(name: str) -> str:
 
 def paper_check() -> list[dict]:
     """The advisor's verdict per sampling of the paper's experiments, beside their mean IoU."""
-    from rescale4dl_bmz.advise import advise, receptive_field
+    from rescale4dl_bmz.decide.advise import advise, receptive_field
 
     tables = DATA / "reference" / "tables"
     rows = []

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from rescale4dl_bmz.factors import default_ladder  # noqa: E402
-from rescale4dl_bmz.rescale import rescale_image, rescale_mask  # noqa: E402
+from rescale4dl_bmz.data.rescale import rescale_image, rescale_mask  # noqa: E402
 
 SIZE = 2048
 LADDER_SPEEDUP_TARGET = 10.0

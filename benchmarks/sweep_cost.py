@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from rescale4dl_bmz.config import make_sweep_config
-from rescale4dl_bmz.demo_data import write_demo_dataset
-from rescale4dl_bmz.pipeline import run_sweep
+from rescale4dl_bmz.sweep.config import make_sweep_config
+from rescale4dl_bmz.files.demo_data import write_demo_dataset
+from rescale4dl_bmz.sweep.flow import run_sweep
 
 FACTORS = ["og", "ds2", "ds4", "ds8", "ds16"]
 

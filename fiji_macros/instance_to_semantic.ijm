@@ -1,6 +1,6 @@
 // instance_to_semantic.ijm - instance labels -> semantic labels 0 background / 1 inner / 2 edge.
 //
-// Part of rescale4dl_bmz. Same rule as rescale4dl_bmz.labels.instance_to_semantic, pixel for pixel.
+// Part of rescale4dl_bmz. Same rule as rescale4dl_bmz.data.labels.instance_to_semantic, pixel for pixel.
 //
 // style=deepbacs (default): the DeepBacs / MorphoLibJ "Label Boundaries" rule. A pixel is an
 //   edge when its RIGHT or its LOWER neighbour carries a different label; no pixel of the last

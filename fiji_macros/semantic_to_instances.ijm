@@ -1,7 +1,7 @@
 // semantic_to_instances.ijm - a semantic U-Net output (background, inner, edge) -> instance labels.
 //
 // Part of rescale4dl_bmz; the deepImageJ post-processing step of its semantic model packages.
-// The rule of rescale4dl_bmz.labels.semantic_to_instances (objects grown back over inner + edge):
+// The rule of rescale4dl_bmz.data.labels.semantic_to_instances (objects grown back over inner + edge):
 //   1. argmax over the 3 channels (ties go to the lower channel, as numpy's argmax);
 //   2. inner = class 1, holes filled; cells = inner or edge (class 2), holes filled;
 //   3. Euclidean distance map of inner; seeds = maxima rising more than h (default 2) px above

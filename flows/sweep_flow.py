@@ -2,7 +2,7 @@
 
 Serve it with `prefect deploy --all` (see prefect.yaml beside this file) against a running
 `prefect server`, or run it directly: `python flows/sweep_flow.py CONFIG.yaml`.
-The computation lives in the library (rescale4dl_bmz.sweep); this file only loads the config.
+The computation lives in the library (rescale4dl_bmz.sweep.stages); this file only loads the config.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import sys
 
 from prefect import flow
 
-from rescale4dl_bmz.config import load_sweep_config
-from rescale4dl_bmz.pipeline import run_sweep
+from rescale4dl_bmz.sweep.config import load_sweep_config
+from rescale4dl_bmz.sweep.flow import run_sweep
 
 
 @flow(name="rescale4dl-sweep-from-config", log_prints=True)

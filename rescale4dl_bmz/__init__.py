@@ -13,10 +13,10 @@ _API = {
     "Factor": "factors",
     "parse_factor": "factors",
     "parse_factors": "factors",
-    "rescale_image": "rescale",
-    "rescale_mask": "rescale",
-    "instance_to_semantic": "labels",
-    "semantic_to_instances": "labels",
+    "rescale_image": "data.rescale",
+    "rescale_mask": "data.rescale",
+    "instance_to_semantic": "data.labels",
+    "semantic_to_instances": "data.labels",
     "InputError": "errors",
 }
 

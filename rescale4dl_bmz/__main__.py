@@ -1,5 +1,5 @@
 import sys
 
-from .cli import main
+from rescale4dl_bmz.cli.main import main
 
 sys.exit(main())

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from .errors import InputError
+from rescale4dl_bmz.errors import InputError
 
 DEFAULT_FACTOR_NAMES = ("up4", "up2", "og", "ds2", "ds4", "ds8", "ds16")
 

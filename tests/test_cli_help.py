@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from rescale4dl_bmz.cli import build_parser, main
-from rescale4dl_bmz.commands.demo import DEMO_FACTORS
+from rescale4dl_bmz.cli.main import build_parser, main
+from rescale4dl_bmz.cli.demo import DEMO_FACTORS
 
 SAUREUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "saureus_crop"
 
@@ -51,7 +51,7 @@ def test_advise_takes_factor_lists_in_every_form(given, capsys):
 
 
 def test_sweep_config_takes_a_comma_list(tmp_path):
-    from rescale4dl_bmz.config import make_sweep_config
+    from rescale4dl_bmz.sweep.config import make_sweep_config
 
     config = make_sweep_config(images=tmp_path, masks=tmp_path, out=tmp_path / "o", task="semantic",
                                factors=["og,ds2,ds4"])

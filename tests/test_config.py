@@ -3,8 +3,8 @@
 import pytest
 import yaml
 
-from rescale4dl_bmz.cli import main
-from rescale4dl_bmz.config import load_sweep_config, make_sweep_config
+from rescale4dl_bmz.cli.main import main
+from rescale4dl_bmz.sweep.config import load_sweep_config, make_sweep_config
 from rescale4dl_bmz.errors import InputError
 
 
@@ -60,7 +60,7 @@ def test_sweep_cli_refuses_factor_list_images_cannot_support(tmp_path, shared_da
 
 
 def test_factor_too_coarse_for_the_network_is_refused(tmp_path, shared_data):
-    from rescale4dl_bmz.sweep import prepare
+    from rescale4dl_bmz.sweep.stages import prepare
 
     config = make_sweep_config(images=shared_data / "celegans_bbbc010/images",
                                masks=shared_data / "celegans_bbbc010/masks", out=tmp_path / "run",
@@ -72,8 +72,8 @@ def test_factor_too_coarse_for_the_network_is_refused(tmp_path, shared_data):
 
 
 def test_prune_skips_factors_advise_calls_hopeless(tmp_path):
-    from rescale4dl_bmz.demo_data import write_demo_dataset
-    from rescale4dl_bmz.sweep import Outcome, _cost_rows, prepare
+    from rescale4dl_bmz.files.demo_data import write_demo_dataset
+    from rescale4dl_bmz.sweep.stages import Outcome, _cost_rows, prepare
 
     images, masks = write_demo_dataset(tmp_path / "data")
     config = make_sweep_config(images=images, masks=masks, out=tmp_path / "run", task="semantic",

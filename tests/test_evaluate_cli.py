@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import tifffile
 
-from rescale4dl_bmz.cli import main
-from rescale4dl_bmz.evaluation import PER_IMAGE_COLUMNS, PER_OBJECT_COLUMNS, SUMMARY_COLUMNS
-from rescale4dl_bmz.rescale import rescale_mask
+from rescale4dl_bmz.cli.main import main
+from rescale4dl_bmz.metrics.tables import PER_IMAGE_COLUMNS, PER_OBJECT_COLUMNS, SUMMARY_COLUMNS
+from rescale4dl_bmz.data.rescale import rescale_mask
 
 
 def _published(path: Path, label_column: str | None = None) -> dict:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rescale4dl_bmz.cli import main
+from rescale4dl_bmz.cli.main import main
 from rescale4dl_bmz.errors import InputError
 
 FACTOR = "ds2"
@@ -22,8 +22,8 @@ FACTOR = "ds2"
 
 @pytest.fixture(scope="module")
 def saureus_ds2(shared_data):
-    from rescale4dl_bmz.dataset import read_image, read_mask, read_pixel_size
-    from rescale4dl_bmz.rescale import rescale_pair
+    from rescale4dl_bmz.files.dataset import read_image, read_mask, read_pixel_size
+    from rescale4dl_bmz.data.rescale import rescale_pair
 
     folder = shared_data / "saureus_crop"
     image, mask = read_image(folder / "images" / "1.tif"), read_mask(folder / "masks" / "1.tif")
@@ -55,7 +55,7 @@ def write_run(root, task, pixel, *, statuses=("done", "done")):
 
 def trained_run(root, task, data, *, known_pixel=True):
     """write_run + a real (tiny) model trained on ds2 tiles + the ds2 image (and mask) at ds2."""
-    from rescale4dl_bmz.dataset import write_tiff
+    from rescale4dl_bmz.files.dataset import write_tiff
     from rescale4dl_bmz.models import make_config, train_model
 
     image, mask, pixel = data
@@ -91,7 +91,7 @@ MAINTAINER = "Grace Hopper:grace-hopper"
 @pytest.fixture(scope="module")
 def semantic_packages(tmp_path_factory, saureus_ds2):
     """The package (Python API, full metadata, tested below) and the deepImageJ variant (CLI, --no-test)."""
-    from rescale4dl_bmz.export import export_package
+    from rescale4dl_bmz.bioimageio.export import export_package
 
     root = tmp_path_factory.mktemp("export_semantic")
     run = trained_run(root / "run", "semantic", saureus_ds2)
@@ -107,7 +107,7 @@ def semantic_packages(tmp_path_factory, saureus_ds2):
 
 @pytest.fixture(scope="module")
 def semantic_test(semantic_packages):
-    from rescale4dl_bmz.export import check_package
+    from rescale4dl_bmz.bioimageio.export import check_package
 
     return check_package(semantic_packages["bioimageio"])
 
@@ -115,7 +115,7 @@ def semantic_test(semantic_packages):
 @pytest.fixture(scope="module")
 def instance_package(tmp_path_factory, saureus_ds2):
     """An instance package of a run whose original pixel size is unknown."""
-    from rescale4dl_bmz.export import export_package
+    from rescale4dl_bmz.bioimageio.export import export_package
 
     root = tmp_path_factory.mktemp("export_instance")
     run = trained_run(root / "run", "instance", saureus_ds2, known_pixel=False)
@@ -127,7 +127,7 @@ def load(zip_path):
     from bioimageio.spec import load_description
     from bioimageio.spec.model import v0_5
 
-    from rescale4dl_bmz.export.package import known_github_users, package_github_users
+    from rescale4dl_bmz.bioimageio.export.package import known_github_users, package_github_users
 
     with known_github_users(package_github_users(zip_path)):
         descr = load_description(zip_path, perform_io_checks=True)
@@ -219,7 +219,7 @@ def test_semantic_package_axes_carry_recommended_pixel_size(semantic_packages):
 
 
 def test_semantic_package_ships_the_postprocessing_macro(semantic_packages):
-    from rescale4dl_bmz.imagej import macro_path
+    from rescale4dl_bmz.imagej.bridge import macro_path
 
     descr = load(semantic_packages["bioimageio"])
     post = descr.config.model_dump()["deepimagej"]["prediction"]["postprocess"]
@@ -246,8 +246,8 @@ def test_covers_are_2_to_1_image_and_segmentation(semantic_packages, tmp_path):
 
 
 def test_onnx_and_savedmodel_reproduce_test_tensors(semantic_packages, tmp_path):
-    from rescale4dl_bmz.export.tensors import scale_range
-    from rescale4dl_bmz.export.weights import run_onnx, run_tf1_saved_model
+    from rescale4dl_bmz.bioimageio.export.tensors import scale_range
+    from rescale4dl_bmz.bioimageio.export.weights import run_onnx, run_tf1_saved_model
 
     zip_path = semantic_packages["bioimageio"]
     x = npy(zip_path, "test_input.npy")
@@ -273,7 +273,7 @@ return "" + w + " " + h + " " + c + " " + z + " " + bitDepth() + " " + pw + " " 
 
 def imagej_open(paths, tmp_path) -> list[list[str]]:
     """Open each file in ImageJ 1.x (the project's bridge); width, height, channels, slices, bit depth, pixel, unit."""
-    from rescale4dl_bmz.imagej import ImageJ
+    from rescale4dl_bmz.imagej.bridge import ImageJ
 
     macro = tmp_path / "open_and_describe.ijm"
     macro.write_text(OPEN_MACRO)
@@ -303,7 +303,7 @@ def test_macro_turns_the_sample_output_into_labels(semantic_packages, tmp_path):
     import tifffile
     from stardist.matching import matching
 
-    from rescale4dl_bmz.imagej import ImageJ
+    from rescale4dl_bmz.imagej.bridge import ImageJ
     from test_semantic_macro import python_instances
 
     zip_path = semantic_packages["bioimageio"]
@@ -336,7 +336,7 @@ def test_deepimagej_variant_is_marked_as_variant(semantic_packages):
 # ----------------------------------------------------------------------------- instance, unknown pixel size
 
 def test_instance_package_passes_bioimageio_test(instance_package):
-    from rescale4dl_bmz.export import check_package
+    from rescale4dl_bmz.bioimageio.export import check_package
 
     summary = check_package(instance_package["bioimageio"])
     assert summary.status == "passed", summary.format()
@@ -375,7 +375,7 @@ def test_unknown_pixel_size_claims_no_physical_size(instance_package):
 # ----------------------------------------------------------------------------- helpers
 
 def test_exact_scale_keeps_reference_sizes_integral():
-    from rescale4dl_bmz.export.describe import exact_scale
+    from rescale4dl_bmz.bioimageio.export.describe import exact_scale
 
     n = np.arange(1, 2 ** 17, dtype=np.float64)
     assert np.count_nonzero(np.floor(n * 0.1598 / 0.1598) != n) > 1000  # the spec's rounding problem is real
@@ -387,7 +387,7 @@ def test_exact_scale_keeps_reference_sizes_integral():
 
 
 def test_halo_and_min_tile():
-    from rescale4dl_bmz.export.describe import halo_px, min_tile
+    from rescale4dl_bmz.bioimageio.export.describe import halo_px, min_tile
 
     assert halo_px(None, 4) == 4
     assert halo_px(49, 4) == 28 and halo_px(49, 16) == 32
@@ -398,7 +398,7 @@ def test_halo_and_min_tile():
 
 
 def test_package_metadata_parsing_and_validation():
-    from rescale4dl_bmz.export.metadata import make_metadata, orcid_checksum_ok
+    from rescale4dl_bmz.bioimageio.export.metadata import make_metadata, orcid_checksum_ok
 
     meta = make_metadata(authors=[AUTHOR, "Alan Turing"])
     assert [p.github_user for p in meta.maintainer_list] == ["ada-lovelace"]  # authors with a handle
@@ -413,7 +413,7 @@ def test_package_metadata_parsing_and_validation():
 
 
 def test_sweep_config_takes_package_metadata(tmp_path):
-    from rescale4dl_bmz.config import make_sweep_config
+    from rescale4dl_bmz.sweep.config import make_sweep_config
 
     cfg = make_sweep_config(images=tmp_path, masks=tmp_path, out=tmp_path / "o", task="semantic",
                             package={"authors": [{"name": "Ada", "github_user": "ada"}], "version": "2.0"})
@@ -436,7 +436,7 @@ def _nothing_written(path):
 
 
 def test_factor_without_model_is_refused(bare_run, tmp_path):
-    from rescale4dl_bmz.export import export_package
+    from rescale4dl_bmz.bioimageio.export import export_package
 
     out = tmp_path / "out" / "p.zip"
     with pytest.raises(InputError, match="no trained model"):
@@ -447,7 +447,7 @@ def test_factor_without_model_is_refused(bare_run, tmp_path):
 
 
 def test_run_without_finished_factors_is_refused(tmp_path):
-    from rescale4dl_bmz.export import export_package
+    from rescale4dl_bmz.bioimageio.export import export_package
 
     run = write_run(tmp_path / "run", "semantic", 0.08, statuses=("failed", "pruned"))
     out = tmp_path / "p.zip"
@@ -460,7 +460,7 @@ def test_run_without_finished_factors_is_refused(tmp_path):
 
 @pytest.mark.parametrize("pixel", [0.0, -0.08, float("nan")])
 def test_non_positive_pixel_size_is_refused(bare_run, tmp_path, pixel):
-    from rescale4dl_bmz.export import export_package
+    from rescale4dl_bmz.bioimageio.export import export_package
 
     out = tmp_path / "p.zip"
     with pytest.raises(InputError, match="pixel size"):
@@ -474,8 +474,8 @@ def test_non_positive_pixel_size_is_refused(bare_run, tmp_path, pixel):
 
 
 def test_test_image_prefers_held_out_images(bare_run):
-    from rescale4dl_bmz.export.package import find_test_image
-    from rescale4dl_bmz.run_folder import load_run
+    from rescale4dl_bmz.bioimageio.export.package import find_test_image
+    from rescale4dl_bmz.files.run_folder import load_run
 
     with pytest.raises(InputError, match="--test-image"):
         find_test_image(load_run(bare_run), "ds2")
@@ -490,7 +490,7 @@ def test_test_image_prefers_held_out_images(bare_run):
 
 
 def test_bad_options_are_refused(bare_run, tmp_path):
-    from rescale4dl_bmz.export import export_package
+    from rescale4dl_bmz.bioimageio.export import export_package
 
     with pytest.raises(InputError, match=r"\.zip"):
         export_package(bare_run, "ds2", tmp_path / "p.tar")

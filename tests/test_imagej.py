@@ -12,17 +12,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rescale4dl_bmz import cli
-from rescale4dl_bmz.dataset import list_images, read_image, read_mask, read_pixel_size, write_tiff
+from rescale4dl_bmz.cli import main as cli
+from rescale4dl_bmz.files.dataset import list_images, read_image, read_mask, read_pixel_size, write_tiff
 from rescale4dl_bmz.errors import InputError
-from rescale4dl_bmz.labels import instance_to_semantic
+from rescale4dl_bmz.data.labels import instance_to_semantic
 from test_labels import deepbacs_loop, hand_cases, inner_loop
 
 MASK_SETS = ("celegans_bbbc010/masks", "ecoli_colicoords/masks", "saureus_crop/masks")
 
 
 def _imagej_missing() -> str | None:
-    from rescale4dl_bmz.imagej import ImageJUnavailable, find_fiji, find_ij_jar, _check_tools
+    from rescale4dl_bmz.imagej.bridge import ImageJUnavailable, find_fiji, find_ij_jar, _check_tools
 
     try:
         fiji = find_fiji()
@@ -43,7 +43,7 @@ def ij():
     """One ImageJ session (one JVM) for the module."""
     if MISSING is not None:
         pytest.skip(f"ImageJ unavailable: {MISSING}")
-    from rescale4dl_bmz.imagej import ImageJ
+    from rescale4dl_bmz.imagej.bridge import ImageJ
 
     with ImageJ(timeout=60) as session:
         yield session
@@ -95,7 +95,7 @@ def test_macro_opens_the_file_itself(ij, shared_data, tmp_path):
 
 
 def test_broken_macro_raises_naming_macro_file_and_line(ij, macro_dir):
-    from rescale4dl_bmz.imagej import ImageJError
+    from rescale4dl_bmz.imagej.bridge import ImageJError
 
     broken = macro_dir / "broken.ijm"
     broken.write_text('x = 1;\ny = 1 +;\nprint("never");\n')
@@ -110,7 +110,7 @@ def test_broken_macro_raises_naming_macro_file_and_line(ij, macro_dir):
 
 
 def test_corrupt_input_raises_naming_the_file(ij, tmp_path):
-    from rescale4dl_bmz.imagej import ImageJError
+    from rescale4dl_bmz.imagej.bridge import ImageJError
 
     corrupt = tmp_path / "corrupt.tif"
     corrupt.write_bytes(b"II*\x00" + b"\x07" * 200)
@@ -123,7 +123,7 @@ def test_corrupt_input_raises_naming_the_file(ij, tmp_path):
 
 
 def test_dialog_waiting_for_a_user_is_an_error_not_a_hang(ij, macro_dir):
-    from rescale4dl_bmz.imagej import ImageJError
+    from rescale4dl_bmz.imagej.bridge import ImageJError
 
     asks = _write(macro_dir / "asks.ijm", 'x = getNumber("Pixel size?", 1);\nwaitForUser("Click OK");\n')
     t0 = time.monotonic()
@@ -133,7 +133,7 @@ def test_dialog_waiting_for_a_user_is_an_error_not_a_hang(ij, macro_dir):
 
 
 def test_hanging_macro_is_killed_at_the_timeout(ij, macro_dir):
-    from rescale4dl_bmz.imagej import ImageJTimeout
+    from rescale4dl_bmz.imagej.bridge import ImageJTimeout
 
     hang = _write(macro_dir / "hang.ijm", "while (true) { wait(50); }\n")
     pid = ij._proc.pid
@@ -172,7 +172,7 @@ def test_resample_macro_bins_and_scales(ij, shared_data, tmp_path):
 
 
 def test_resample_macro_needs_a_calibration(ij, shared_data, tmp_path):
-    from rescale4dl_bmz.imagej import ImageJError
+    from rescale4dl_bmz.imagej.bridge import ImageJError
 
     src = shared_data / "ecoli_colicoords" / "images"
     first = list_images(src)[0]
@@ -210,7 +210,7 @@ def test_labels_cli_with_imagej_engine(shared_data, tmp_path, capsys):
 
 def test_missing_pieces_are_named(monkeypatch, tmp_path):
     """No JVM needed: a wrong jar, Fiji folder or missing tool gives a message that says what to do."""
-    from rescale4dl_bmz.imagej import ImageJ, ImageJUnavailable, find_fiji, find_ij_jar, macro_path
+    from rescale4dl_bmz.imagej.bridge import ImageJ, ImageJUnavailable, find_fiji, find_ij_jar, macro_path
 
     monkeypatch.setenv("RESCALE4DL_IJ_JAR", str(tmp_path / "nope.jar"))
     with pytest.raises(InputError, match="nope.jar"):

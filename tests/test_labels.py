@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rescale4dl_bmz.errors import InputError
-from rescale4dl_bmz.labels import (inner_boundaries, instance_to_semantic, label_boundaries,
+from rescale4dl_bmz.data.labels import (inner_boundaries, instance_to_semantic, label_boundaries,
                                    semantic_to_instances)
 
 
@@ -283,7 +283,7 @@ def test_object_by_object_markers_equal_whole_image_ones():
     from scipy import ndimage as ndi
     from skimage.morphology import local_maxima, reconstruction
 
-    from rescale4dl_bmz.labels import _distance_and_markers
+    from rescale4dl_bmz.data.labels import _distance_and_markers
 
     rng = np.random.default_rng(3)
     inner = ndi.binary_opening(rng.random((120, 150)) > 0.45, iterations=2)
@@ -306,7 +306,7 @@ def test_round_trip_keeps_diameters_on_real_masks(shared_data, folder, n_files):
     """Ground truth -> DeepBacs labels -> instances: widths and equivalent diameters of the
     matched objects agree with the ground truth's within 1 px (the default flood takes the edge
     back); flooding the inner class alone is biased low by about one edge width."""
-    from rescale4dl_bmz.dataset import list_images, read_mask
+    from rescale4dl_bmz.files.dataset import list_images, read_mask
     from rescale4dl_bmz.metrics import match_instances
     from rescale4dl_bmz.metrics.instance import index_labels
     from rescale4dl_bmz.metrics.morphology import object_morphology

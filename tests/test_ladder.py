@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import tifffile
 
-from rescale4dl_bmz.cli import main
-from rescale4dl_bmz.dataset import read_mask, read_pixel_size
-from rescale4dl_bmz.ladder import build_ladder
-from rescale4dl_bmz.rescale import rescale_mask
+from rescale4dl_bmz.cli.main import main
+from rescale4dl_bmz.files.dataset import read_mask, read_pixel_size
+from rescale4dl_bmz.data.ladder import build_ladder
+from rescale4dl_bmz.data.rescale import rescale_mask
 
 
 def _tree(folder: Path) -> dict:

@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 
 from rescale4dl_bmz.errors import InputError
-from rescale4dl_bmz.evaluation import (PER_IMAGE_COLUMNS, PER_OBJECT_COLUMNS, SUMMARY_COLUMNS, compare_factors,
+from rescale4dl_bmz.metrics.tables import (PER_IMAGE_COLUMNS, PER_OBJECT_COLUMNS, SUMMARY_COLUMNS, compare_factors,
                                        condition_effects, evaluate_native, evaluate_pair, native_pair,
                                        per_image_table, per_object_table, summarize)
-from rescale4dl_bmz.labels import instance_to_semantic
-from rescale4dl_bmz.rescale import rescale_mask
+from rescale4dl_bmz.data.labels import instance_to_semantic
+from rescale4dl_bmz.data.rescale import rescale_mask
 
 
 def disks(shape=(96, 96), radius=7, spacing=24, drop=(), shift=(0, 0)) -> np.ndarray:

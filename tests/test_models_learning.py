@@ -12,14 +12,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rescale4dl_bmz.dataset import read_image, read_mask
+from rescale4dl_bmz.files.dataset import read_image, read_mask
 from rescale4dl_bmz.models import load_model, make_config, train_model
 
 HELD_OUT = ("01", "02", "03", "04")
 
 
 def _worms(shared_data, factor):
-    from rescale4dl_bmz.rescale import rescale_image, rescale_mask
+    from rescale4dl_bmz.data.rescale import rescale_image, rescale_mask
 
     root = shared_data / "celegans_bbbc010"
     names = sorted(p.stem for p in (root / "images").glob("*.tif"))

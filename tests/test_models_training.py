@@ -130,7 +130,7 @@ def test_interrupted_training_leaves_nothing(tmp_path, data):
 
 
 def test_existing_folder_is_refused_unless_overwritten_semantic_masks_given(tmp_path, data):
-    from rescale4dl_bmz.labels import instance_to_semantic
+    from rescale4dl_bmz.data.labels import instance_to_semantic
 
     out = tmp_path / "model"
     out.mkdir()

@@ -7,9 +7,9 @@ import json
 import pandas as pd
 import pytest
 
-from rescale4dl_bmz.cli import main
+from rescale4dl_bmz.cli.main import main
 from rescale4dl_bmz.errors import InputError
-from rescale4dl_bmz.planning import (plan_acquisition, plan_areas, plan_bytes, plan_density, plan_format,
+from rescale4dl_bmz.decide.plan import (plan_acquisition, plan_areas, plan_bytes, plan_density, plan_format,
                                      plan_parse_camera)
 
 

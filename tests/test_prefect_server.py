@@ -12,8 +12,8 @@ import time
 import httpx
 import pytest
 
-from rescale4dl_bmz.config import make_sweep_config
-from rescale4dl_bmz.demo_data import write_demo_dataset
+from rescale4dl_bmz.sweep.config import make_sweep_config
+from rescale4dl_bmz.files.demo_data import write_demo_dataset
 
 TRAINING = {"architecture": {"kind": "unet", "depth": 2, "base_filters": 4}, "steps": 4, "steps_per_epoch": 2,
             "batch_size": 2}

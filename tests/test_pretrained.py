@@ -24,8 +24,8 @@ SHAPE = (200, 312)  # no package's test tensor has this shape
 
 @pytest.fixture(scope="module")
 def saureus(shared_data):
-    from rescale4dl_bmz.dataset import read_image, read_mask, read_pixel_size
-    from rescale4dl_bmz.rescale import rescale_pair
+    from rescale4dl_bmz.files.dataset import read_image, read_mask, read_pixel_size
+    from rescale4dl_bmz.data.rescale import rescale_pair
 
     folder = shared_data / "saureus_crop"
     image, mask = read_image(folder / "images" / "1.tif"), read_mask(folder / "masks" / "1.tif")
@@ -54,8 +54,8 @@ def _run_folder(root: Path, task: str, pixel: float) -> Path:
 
 def _package(tmp: Path, task: str, data: dict) -> dict:
     """Train a tiny model on four ds2 tiles and export it as the toolkit does (bioimageio variant)."""
-    from rescale4dl_bmz.dataset import write_tiff
-    from rescale4dl_bmz.export import export_package
+    from rescale4dl_bmz.files.dataset import write_tiff
+    from rescale4dl_bmz.bioimageio.export import export_package
     from rescale4dl_bmz.models import make_config, train_model
 
     image, mask, pixel = data["ds2"], data["ds2_mask"], data["pixel"]
@@ -77,7 +77,7 @@ def _package(tmp: Path, task: str, data: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def semantic(tmp_path_factory, saureus):
-    from rescale4dl_bmz.pretrained import load_package
+    from rescale4dl_bmz.bioimageio.pretrained import load_package
 
     pkg = _package(tmp_path_factory.mktemp("pretrained_semantic"), "semantic", saureus)
     pkg["model"] = load_package(pkg["zip"])
@@ -87,7 +87,7 @@ def semantic(tmp_path_factory, saureus):
 
 @pytest.fixture(scope="module")
 def instance(tmp_path_factory, saureus):
-    from rescale4dl_bmz.pretrained import load_package
+    from rescale4dl_bmz.bioimageio.pretrained import load_package
 
     pkg = _package(tmp_path_factory.mktemp("pretrained_instance"), "instance", saureus)
     pkg["model"] = load_package(pkg["zip"])
@@ -132,7 +132,7 @@ def image_of_shape(image: np.ndarray, shape=SHAPE) -> np.ndarray:
 # ----------------------------------------------------------------------------- inspect
 
 def test_inspect_semantic_package(semantic):
-    from rescale4dl_bmz.pretrained import inspect_package
+    from rescale4dl_bmz.bioimageio.pretrained import inspect_package
 
     info = inspect_package(semantic["zip"])
     assert (info.task, info.output_kind, info.output_form) == ("semantic", "semantic", "probabilities")
@@ -150,7 +150,7 @@ def test_inspect_semantic_package(semantic):
 
 
 def test_inspect_instance_package(instance):
-    from rescale4dl_bmz.pretrained import inspect_package
+    from rescale4dl_bmz.bioimageio.pretrained import inspect_package
 
     info = inspect_package(instance["zip"])
     assert (info.task, info.output_kind, info.output_form) == ("instance", "instance", "labels")
@@ -162,7 +162,7 @@ def test_inspect_instance_package(instance):
 
 def test_pixel_size_from_config_when_axes_have_unit_scales(semantic, tmp_path):
     """The deepImageJ variant's axes carry scale 1 and no unit; the pixel size sits in the config."""
-    from rescale4dl_bmz.pretrained import inspect_package
+    from rescale4dl_bmz.bioimageio.pretrained import inspect_package
 
     def unit_scales(rdf):
         for t in rdf["inputs"] + rdf["outputs"]:
@@ -195,7 +195,7 @@ def test_pixel_size_from_config_when_axes_have_unit_scales(semantic, tmp_path):
 # ----------------------------------------------------------------------------- predict
 
 def test_semantic_predict_matches_keras_on_unseen_size(semantic, saureus):
-    from rescale4dl_bmz.export.tensors import scale_range
+    from rescale4dl_bmz.bioimageio.export.tensors import scale_range
     from rescale4dl_bmz.models import load_model
 
     model, image = semantic["model"], image_of_shape(saureus["og"])
@@ -265,7 +265,7 @@ def test_instance_package_reproduces_its_test_output(instance):
 @pytest.mark.parametrize("weights", ["keras_hdf5", "tensorflow_saved_model_bundle"])
 def test_other_weight_formats_give_the_same_output_and_write_nothing(semantic, saureus, tmp_path, monkeypatch,
                                                                       weights):
-    from rescale4dl_bmz.pretrained import load_package
+    from rescale4dl_bmz.bioimageio.pretrained import load_package
 
     monkeypatch.chdir(tmp_path)  # bioimageio.core unpacks SavedModels into the working directory
     image = image_of_shape(saureus["og"], (120, 136))
@@ -279,7 +279,7 @@ def test_other_weight_formats_give_the_same_output_and_write_nothing(semantic, s
 
 def test_spec_04_package_is_updated_and_runs(semantic, saureus, tmp_path):
     """A hand-written spec 0.4 description of the same Keras weights (a folder with rdf.yaml)."""
-    from rescale4dl_bmz.pretrained import inspect_package, load_package
+    from rescale4dl_bmz.bioimageio.pretrained import inspect_package, load_package
 
     folder = tmp_path / "v04"
     folder.mkdir()
@@ -326,7 +326,7 @@ def quiet_dir(tmp_path, monkeypatch):
 
 
 def refused(path, match: str) -> str:
-    from rescale4dl_bmz.pretrained import inspect_package, load_package
+    from rescale4dl_bmz.bioimageio.pretrained import inspect_package, load_package
 
     before = Path(path).read_bytes() if Path(path).is_file() else None
     with pytest.raises(InputError, match=match) as err:

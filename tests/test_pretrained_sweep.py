@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from rescale4dl_bmz.cli import main
+from rescale4dl_bmz.cli.main import main
 
 TEST_WELLS = ["A03", "A17", "B05", "B20"]
 

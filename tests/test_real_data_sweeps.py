@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from rescale4dl_bmz.config import make_sweep_config
+from rescale4dl_bmz.sweep.config import make_sweep_config
 
 TINY = {"architecture": {"kind": "unet", "depth": 2, "base_filters": 4}, "steps": 4, "steps_per_epoch": 2,
         "learning_rate": 1e-3, "batch_size": 2}
@@ -29,7 +29,7 @@ def _all_factors_done(out: Path, factors: list[str]) -> pd.DataFrame:
 
 def test_the_demo_finishes_every_factor(tmp_path):
     """`rescale4dl demo` as the README runs it, in a fresh process: exit 0, every factor done."""
-    from rescale4dl_bmz.commands.demo import DEMO_FACTORS
+    from rescale4dl_bmz.cli.demo import DEMO_FACTORS
 
     done = subprocess.run([sys.executable, "-m", "rescale4dl_bmz", "demo"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=1200)
@@ -43,7 +43,7 @@ def test_the_demo_finishes_every_factor(tmp_path):
     ("celegans_bbbc010", ["A01", "B01", "A13"]),             # long thin worms
 ])
 def test_real_data_sweep_finishes_every_factor(shared_data, tmp_path, dataset, test_images):
-    from rescale4dl_bmz.pipeline import run_sweep
+    from rescale4dl_bmz.sweep.flow import run_sweep
 
     factors = ["og", "ds2", "ds4"]
     folder = shared_data / dataset

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rescale4dl_bmz.report import (failure_records, failure_sentence, gains_lines, human_table, plot_examples,
+from rescale4dl_bmz.sweep.report import (failure_records, failure_sentence, gains_lines, human_table, plot_examples,
                                    plot_iou_vs_coverage, QUALITY_COLUMNS, COST_COLUMNS, write_report)
 
 OLD_FAILURE = ("train: RuntimeError: training into /run/og/model failed (exit 1):\nepoch 1/2\nTraceback (most recent "

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import tifffile
 
-from rescale4dl_bmz.cli import main
-from rescale4dl_bmz.config import make_sweep_config
-from rescale4dl_bmz.demo_data import write_demo_dataset
+from rescale4dl_bmz.cli.main import main
+from rescale4dl_bmz.sweep.config import make_sweep_config
+from rescale4dl_bmz.files.demo_data import write_demo_dataset
 from rescale4dl_bmz.errors import InputError
 
 TINY = {"architecture": {"kind": "unet", "depth": 2, "base_filters": 4}, "steps": 6, "steps_per_epoch": 3,
@@ -46,8 +46,8 @@ def config(demo, out, **extra):
 # ----------------------------------------------------------------------------- the run record (item 1)
 
 def test_record_is_written_first_and_a_different_sweep_is_refused(demo, tmp_path):
-    from rescale4dl_bmz.run_folder import RECORD_FILE, read_record
-    from rescale4dl_bmz.sweep import prepare
+    from rescale4dl_bmz.files.run_folder import RECORD_FILE, read_record
+    from rescale4dl_bmz.sweep.stages import prepare
 
     out = tmp_path / "run"
     prepare(config(demo, out))
@@ -74,8 +74,8 @@ def test_record_is_written_first_and_a_different_sweep_is_refused(demo, tmp_path
 
 
 def test_restart_and_extend(demo, tmp_path):
-    from rescale4dl_bmz.run_folder import read_record
-    from rescale4dl_bmz.sweep import prepare
+    from rescale4dl_bmz.files.run_folder import read_record
+    from rescale4dl_bmz.sweep.stages import prepare
 
     out = tmp_path / "run"
     prepare(config(demo, out))
@@ -97,7 +97,7 @@ def test_restart_and_extend(demo, tmp_path):
 
 
 def test_a_folder_that_is_not_a_run_folder_is_never_written_to(demo, tmp_path):
-    from rescale4dl_bmz.sweep import prepare
+    from rescale4dl_bmz.sweep.stages import prepare
 
     out = tmp_path / "mine"
     out.mkdir()
@@ -118,8 +118,8 @@ def test_a_folder_that_is_not_a_run_folder_is_never_written_to(demo, tmp_path):
 
 def _finished_folder(demo, out: Path) -> Path:
     """A run folder with a record and tables the record vouches for (tables written by hand)."""
-    from rescale4dl_bmz.run_folder import vouch_tables
-    from rescale4dl_bmz.sweep import prepare
+    from rescale4dl_bmz.files.run_folder import vouch_tables
+    from rescale4dl_bmz.sweep.stages import prepare
 
     prepare(config(demo, out))
     rows = [{"factor": f, "grid": "native", "iou_mean": v, "status": "done", "scale": s}
@@ -132,8 +132,8 @@ def _finished_folder(demo, out: Path) -> Path:
 
 
 def test_select_refuses_tables_that_do_not_match_the_record(demo, tmp_path):
-    from rescale4dl_bmz.run_folder import load_run
-    from rescale4dl_bmz.sweep import prepare
+    from rescale4dl_bmz.files.run_folder import load_run
+    from rescale4dl_bmz.sweep.stages import prepare
 
     out = _finished_folder(demo, tmp_path / "run")
     assert load_run(out).factors == ("og", "ds2")
@@ -153,7 +153,7 @@ def test_select_refuses_tables_that_do_not_match_the_record(demo, tmp_path):
 # ----------------------------------------------------------------------------- the lock (item 2)
 
 def test_one_writer_per_run_folder(tmp_path):
-    from rescale4dl_bmz.run_lock import HOLDER_FILE, RunLock, is_locked
+    from rescale4dl_bmz.files.run_lock import HOLDER_FILE, RunLock, is_locked
 
     out = tmp_path / "run"
     with RunLock(out):
@@ -162,7 +162,7 @@ def test_one_writer_per_run_folder(tmp_path):
         assert holder["pid"] == os.getpid()
         with pytest.raises(InputError, match=f"in use by another sweep \\(pid {os.getpid()}"):
             RunLock(out).__enter__()
-        probe = subprocess.run([sys.executable, "-c", "import sys; from rescale4dl_bmz.run_lock import RunLock\n"
+        probe = subprocess.run([sys.executable, "-c", "import sys; from rescale4dl_bmz.files.run_lock import RunLock\n"
                                 f"try:\n    RunLock({str(out)!r}).__enter__()\nexcept Exception as e:\n"
                                 "    print(e); sys.exit(2)"], capture_output=True, text=True,
                                env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
@@ -173,7 +173,7 @@ def test_one_writer_per_run_folder(tmp_path):
 
 def test_a_stale_lock_is_taken_over_and_its_leftovers_cleaned(tmp_path):
     """What `kill -9` leaves: the holder file, half-written files, a temp folder, an orphaned child."""
-    from rescale4dl_bmz.run_lock import HOLDER_FILE, RunLock
+    from rescale4dl_bmz.files.run_lock import HOLDER_FILE, RunLock
 
     out = tmp_path / "run"
     (out / "og" / ".model.abcd.part").mkdir(parents=True)
@@ -322,7 +322,7 @@ def test_labels_and_rescale_check_every_mask_before_writing(demo, tmp_path, caps
 # ----------------------------------------------------------------------------- mask plausibility (item 4)
 
 def test_intensity_images_are_refused_as_masks_in_under_a_second(shared_data, tmp_path, capsys):
-    from rescale4dl_bmz.dataset import read_image, read_instance_mask
+    from rescale4dl_bmz.files.dataset import read_image, read_instance_mask
 
     for name in ("saureus_crop", "ecoli_colicoords", "celegans_bbbc010"):
         for mask in sorted((shared_data / name / "masks").glob("*.tif"))[:4]:
@@ -350,7 +350,7 @@ def test_intensity_images_are_refused_as_masks_in_under_a_second(shared_data, tm
 
 def test_morphology_memory_is_bounded_whatever_the_mask(shared_data):
     """Objects are measured in batches whose packed canvas stays within a few images."""
-    from rescale4dl_bmz.dataset import read_mask
+    from rescale4dl_bmz.files.dataset import read_mask
     from rescale4dl_bmz.metrics import morphology
     from rescale4dl_bmz.metrics.instance import index_labels
 
@@ -393,8 +393,8 @@ def test_environment_faults_end_with_one_line_and_their_own_exit_code(demo, tmp_
 def test_os_errors_name_the_path_and_the_cause():
     import errno
 
-    from rescale4dl_bmz.cli import describe_os_error
-    from rescale4dl_bmz.pipeline import is_environment_fault
+    from rescale4dl_bmz.cli.main import describe_os_error
+    from rescale4dl_bmz.sweep.flow import is_environment_fault
 
     full = OSError(errno.ENOSPC, "No space left on device", "/data/run/og/model.keras")
     assert describe_os_error(full) == "/data/run/og/model.keras: No space left on device"

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rescale4dl_bmz.cli import main
+from rescale4dl_bmz.cli.main import main
 from rescale4dl_bmz.errors import InputError
 from rescale4dl_bmz.metrics import paired_test
-from rescale4dl_bmz.recommend import select_factor, select_format, select_paired_test
+from rescale4dl_bmz.decide.select import select_factor, select_format, select_paired_test
 
 SCALES = {"up2": 0.5, "og": 1.0, "ds2": 2.0, "ds4": 4.0, "ds8": 8.0}
 # per-image IoUs (8 images): ds2 best; og and ds4 within noise of it; ds8 clearly worse; up2 worse
@@ -250,7 +250,7 @@ def test_format_lists_every_factor(tables):
 
 
 def test_run_folder_validation(tables, tmp_path):
-    from rescale4dl_bmz.run_folder import load_run
+    from rescale4dl_bmz.files.run_folder import load_run
 
     summary, per = tables
     run = write_run(tmp_path / "run", summary, per)

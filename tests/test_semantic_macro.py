@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rescale4dl_bmz.imagej import ImageJ, ImageJError
-from rescale4dl_bmz.labels import semantic_to_instances
+from rescale4dl_bmz.imagej.bridge import ImageJ, ImageJError
+from rescale4dl_bmz.data.labels import semantic_to_instances
 
 FRAMES = ("ds2/pred/pos2_fr_1.tif", "ds2/pred/pos7_fr_20.tif")
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from rescale4dl_bmz.config import make_sweep_config
-from rescale4dl_bmz.demo_data import write_demo_dataset
+from rescale4dl_bmz.sweep.config import make_sweep_config
+from rescale4dl_bmz.files.demo_data import write_demo_dataset
 
 TINY_TRAINING = {"architecture": {"kind": "unet", "depth": 2, "base_filters": 4}, "steps": 6,
                  "steps_per_epoch": 3, "learning_rate": 1e-3, "batch_size": 2}
@@ -40,7 +40,7 @@ def tiny_config(demo_data, out: Path, **extra):
 
 @pytest.fixture(scope="module")
 def sequential_run(demo_data, tmp_path_factory):
-    from rescale4dl_bmz.pipeline import run_sweep
+    from rescale4dl_bmz.sweep.flow import run_sweep
 
     out = tmp_path_factory.mktemp("sweep") / "run"
     config = tiny_config(demo_data, out)
@@ -87,7 +87,7 @@ def test_sweep_writes_every_output(sequential_run, demo_data):
 
 
 def test_rerun_resumes_without_redoing_work(sequential_run):
-    from rescale4dl_bmz.pipeline import run_sweep
+    from rescale4dl_bmz.sweep.flow import run_sweep
 
     config, _ = sequential_run
     out = Path(config.out)
@@ -134,7 +134,7 @@ def test_killed_sweep_resumes_and_gives_the_same_tables(sequential_run, demo_dat
 
 
 def test_dask_runs_factors_in_parallel_with_the_same_tables(sequential_run, demo_data, tmp_path):
-    from rescale4dl_bmz.pipeline import run_sweep
+    from rescale4dl_bmz.sweep.flow import run_sweep
 
     config, _ = sequential_run
     dask_config = tiny_config(demo_data, tmp_path / "run", task_runner="dask", dask_workers=2, export=False)

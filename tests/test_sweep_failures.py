@@ -16,8 +16,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from rescale4dl_bmz.config import make_sweep_config
-from rescale4dl_bmz.demo_data import write_demo_dataset
+from rescale4dl_bmz.sweep.config import make_sweep_config
+from rescale4dl_bmz.files.demo_data import write_demo_dataset
 
 TINY_TRAINING = {"architecture": {"kind": "unet", "depth": 2, "base_filters": 4}, "steps": 4,
                  "steps_per_epoch": 2, "learning_rate": 1e-3, "batch_size": 2}
@@ -26,7 +26,7 @@ TINY_TRAINING = {"architecture": {"kind": "unet", "depth": 2, "base_filters": 4}
 @pytest.fixture(scope="module")
 def lost_baseline(tmp_path_factory):
     """A CLI sweep over og ds2 ds4 whose og cannot be trained."""
-    from rescale4dl_bmz.pipeline import run_sweep
+    from rescale4dl_bmz.sweep.flow import run_sweep
 
     root = tmp_path_factory.mktemp("lost_og")
     images, masks = write_demo_dataset(root / "data")
@@ -71,7 +71,7 @@ def test_no_gain_is_claimed_against_the_failed_baseline(lost_baseline):
 
 
 def test_select_on_the_run_folder_states_the_baseline(lost_baseline, capsys):
-    from rescale4dl_bmz.cli import main
+    from rescale4dl_bmz.cli.main import main
 
     out, _ = lost_baseline
     assert main(["select", str(out)]) == 0
@@ -83,9 +83,9 @@ def test_select_on_the_run_folder_states_the_baseline(lost_baseline, capsys):
 def test_the_flow_run_ends_failed_naming_the_factor(lost_baseline):
     """The same run folder rerun in-process: finished factors resume, og fails again, and the
     Prefect flow run's final state is Failed with a one-line message naming og."""
-    from rescale4dl_bmz.config import load_sweep_config
-    from rescale4dl_bmz.pipeline import configure_prefect, make_flow
-    from rescale4dl_bmz.sweep import prepare
+    from rescale4dl_bmz.sweep.config import load_sweep_config
+    from rescale4dl_bmz.sweep.flow import configure_prefect, make_flow
+    from rescale4dl_bmz.sweep.stages import prepare
 
     out, _ = lost_baseline
     config = load_sweep_config(out.parent / "sweep.yaml")

@@ -19,7 +19,7 @@ import pandas as pd
 import psutil
 import pytest
 
-from rescale4dl_bmz.demo_data import write_demo_dataset
+from rescale4dl_bmz.files.demo_data import write_demo_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}

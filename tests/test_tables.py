@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from rescale4dl_bmz.dataset import read_csv, write_csv
+from rescale4dl_bmz.files.dataset import read_csv, write_csv
 
 
 def test_names_survive_a_csv_round_trip(tmp_path):
@@ -17,7 +17,7 @@ def test_names_survive_a_csv_round_trip(tmp_path):
 
 def test_merged_sweep_tables_keep_image_names(tmp_path):
     """The sweep's `finish` merges per-factor tables through `read_csv`; `select` reads them back."""
-    from rescale4dl_bmz.run_folder import _read_csv
+    from rescale4dl_bmz.files.run_folder import _read_csv
 
     write_csv(tmp_path / "per_image.csv", pd.DataFrame({"factor": ["og"], "image": ["00008"], "iou": [0.7]}))
     table = _read_csv(tmp_path / "per_image.csv", ("factor", "image", "iou"), required=True)

@@ -6,7 +6,7 @@ import logging
 import os
 import time
 
-from rescale4dl_bmz.terminal import SweepProgress, TerminalHandler, summary_block
+from rescale4dl_bmz.sweep.terminal import SweepProgress, TerminalHandler, summary_block
 
 STAGES = ["data", "train", "predict", "evaluate"]
 

@@ -8,12 +8,12 @@ coverage    % diameter / % area per pixel, throughput, bytes per object
 stats       bootstrap CI, paired tests, distribution distances, group differences
 """
 
-from .compat import CropIoU, crop_iou_rescale4dl
-from .coverage import bytes_per_object, pct_area_per_pixel, pct_diameter_per_pixel, throughput
-from .instance import LabelIndex, Matching, index_labels, match_instances
-from .morphology import object_morphology, object_width
-from .semantic import SemanticScores, binary_iou, check_semantic, semantic_scores
-from .stats import (DistributionDistance, GroupDifference, PairedDifference, PairedTest, bootstrap_ci,
+from rescale4dl_bmz.metrics.compat import CropIoU, crop_iou_rescale4dl
+from rescale4dl_bmz.metrics.coverage import bytes_per_object, pct_area_per_pixel, pct_diameter_per_pixel, throughput
+from rescale4dl_bmz.metrics.instance import LabelIndex, Matching, index_labels, match_instances
+from rescale4dl_bmz.metrics.morphology import object_morphology, object_width
+from rescale4dl_bmz.metrics.semantic import SemanticScores, binary_iou, check_semantic, semantic_scores
+from rescale4dl_bmz.metrics.stats import (DistributionDistance, GroupDifference, PairedDifference, PairedTest, bootstrap_ci,
                     distribution_distance, group_difference, hedges_g, paired_difference, paired_test)
 
 __all__ = [

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import check_same_shape
-from .instance import LabelIndex, index_labels
+from rescale4dl_bmz.metrics._checks import check_same_shape
+from rescale4dl_bmz.metrics.instance import LabelIndex, index_labels
 
 
 @dataclass(frozen=True)

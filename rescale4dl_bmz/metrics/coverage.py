@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InputError
+from rescale4dl_bmz.errors import InputError
 
 
 def _safe_ratio(num, den):

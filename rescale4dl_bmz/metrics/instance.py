@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InputError
-from ._checks import as_label_image, check_same_shape
+from rescale4dl_bmz.errors import InputError
+from rescale4dl_bmz.metrics._checks import as_label_image, check_same_shape
 
 _DENSE_BINS = 1 << 25  # count overlaps in a dense table up to this many (GT, pred) label pairs
 

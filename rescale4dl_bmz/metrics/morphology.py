@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from .instance import LabelIndex, index_labels
+from rescale4dl_bmz.metrics.instance import LabelIndex, index_labels
 
 COLUMNS = ("label", "area", "equivalent_diameter", "width", "width_skeleton", "max_inscribed_diameter",
            "perimeter", "circularity")

@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..errors import InputError
-from ._checks import as_label_image, check_same_shape
+from rescale4dl_bmz.errors import InputError
+from rescale4dl_bmz.metrics._checks import as_label_image, check_same_shape
 
 CLASSES = (0, 1, 2)
 

@@ -6,7 +6,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .config import Augmentation
+from rescale4dl_bmz.models.config import Augmentation
 
 
 def augment_pair(x: np.ndarray, y: np.ndarray, rng: np.random.Generator,

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from . import require_tensorflow_backend
-from ..dataset import write_text
+from rescale4dl_bmz.models import require_tensorflow_backend
+from rescale4dl_bmz.files.dataset import write_text
 
 keras = require_tensorflow_backend()
 log = logging.getLogger("rescale4dl_bmz.models")

@@ -12,8 +12,8 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..errors import InputError
-from ..factors import parse_factor
+from rescale4dl_bmz.errors import InputError
+from rescale4dl_bmz.factors import parse_factor
 
 TASKS = ("semantic", "instance")
 

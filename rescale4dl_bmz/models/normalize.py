@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InputError
+from rescale4dl_bmz.errors import InputError
 
 EPS = 1e-20
 

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import InputError
+from rescale4dl_bmz.errors import InputError
 
 
 def patch_size_for_factor(scale: float, base: int, cap: int, min_side: int, divisor: int,

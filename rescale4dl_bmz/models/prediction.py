@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import InputError
+from rescale4dl_bmz.errors import InputError
 
 
 def tile_starts(n: int, tile: int, step: int) -> list[int]:

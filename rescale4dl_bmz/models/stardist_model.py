@@ -11,8 +11,8 @@ import io
 import logging
 from pathlib import Path
 
-from . import require_tensorflow_backend
-from .config import TrainConfig
+from rescale4dl_bmz.models import require_tensorflow_backend
+from rescale4dl_bmz.models.config import TrainConfig
 
 log = logging.getLogger("rescale4dl_bmz.models")
 

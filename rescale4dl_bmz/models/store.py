@@ -15,10 +15,10 @@ from typing import Iterator
 
 import numpy as np
 
-from ..dataset import label_dtype
-from ..errors import InputError
-from .config import TrainConfig, config_from_dict
-from .normalize import percentile_normalize
+from rescale4dl_bmz.files.dataset import label_dtype
+from rescale4dl_bmz.errors import InputError
+from rescale4dl_bmz.models.config import TrainConfig, config_from_dict
+from rescale4dl_bmz.models.normalize import percentile_normalize
 
 CONFIG_FILE = "config.json"
 RF_FILE = "receptive_field.json"
@@ -71,7 +71,7 @@ def _new_dir(parent: Path, prefix: str, suffix: str) -> Path:
 
 
 def _read_json(path: Path) -> dict:
-    from ..dataset import read_json_object
+    from rescale4dl_bmz.files.dataset import read_json_object
 
     return read_json_object(path, f"{path.parent}: not a trained model folder ({path.name} is missing)")
 
@@ -124,7 +124,7 @@ class TrainedModel:
         """Softmax (H, W, n_labels) of the U-Net for a raw 2D image."""
         if not self.config.is_unet:
             raise InputError(f"{self.folder}: predict_probabilities needs a semantic (U-Net) model")
-        from .prediction import predict_tiled
+        from rescale4dl_bmz.models.prediction import predict_tiled
 
         return predict_tiled(self._network.predict_on_batch, self.normalize(image), self.config.divisor,
                              tile=max(tile_size, 2 * self.overlap_px), overlap=self.overlap_px)
@@ -133,7 +133,7 @@ class TrainedModel:
         """Labels for a raw 2D image: uint8 0..n_labels-1 (semantic) or instance labels."""
         if self.config.is_unet:
             return np.argmax(self.predict_probabilities(image, tile_size or 512), axis=-1).astype(np.uint8)
-        from .prediction import predict_stardist
+        from rescale4dl_bmz.models.prediction import predict_stardist
 
         labels = predict_stardist(self._network, self.normalize(image), tile=tile_size or 1024)
         return label_dtype(np.asarray(labels))
@@ -154,7 +154,7 @@ def load_model(folder: str | Path) -> TrainedModel:
         path = folder / UNET_FILE
         if not path.is_file():
             raise InputError(f"{folder}: not a trained semantic model ({UNET_FILE} is missing)")
-        from . import require_tensorflow_backend
+        from rescale4dl_bmz.models import require_tensorflow_backend
 
         keras = require_tensorflow_backend()
         try:
@@ -163,7 +163,7 @@ def load_model(folder: str | Path) -> TrainedModel:
             raise InputError(f"{path}: cannot be loaded as a Keras model, the file is damaged, truncated or not "
                              f"a model ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
     else:
-        from .stardist_model import STARDIST_DIR, load_stardist
+        from rescale4dl_bmz.models.stardist_model import STARDIST_DIR, load_stardist
 
         if not (folder / STARDIST_DIR / "config.json").is_file():
             raise InputError(f"{folder}: not a trained instance model ({STARDIST_DIR}/config.json is missing)")

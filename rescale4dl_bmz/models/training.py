@@ -21,13 +21,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..dataset import label_dtype, write_json
-from ..errors import InputError
-from ..factors import parse_factor
-from .config import TrainConfig
-from .normalize import percentile_normalize
-from .patches import Split, auto_min_foreground, patch_size_for_factor, split_data
-from .store import (CONFIG_FILE, COST_FILE, LOG_FILE, RF_FILE, SPLIT_FILE, UNET_FILE,
+from rescale4dl_bmz.files.dataset import label_dtype, write_json
+from rescale4dl_bmz.errors import InputError
+from rescale4dl_bmz.factors import parse_factor
+from rescale4dl_bmz.models.config import TrainConfig
+from rescale4dl_bmz.models.normalize import percentile_normalize
+from rescale4dl_bmz.models.patches import Split, auto_min_foreground, patch_size_for_factor, split_data
+from rescale4dl_bmz.models.store import (CONFIG_FILE, COST_FILE, LOG_FILE, RF_FILE, SPLIT_FILE, UNET_FILE,
                     check_output_folder, staging_folder)
 
 log = logging.getLogger("rescale4dl_bmz.models")
@@ -88,7 +88,7 @@ def _training_labels(masks: Sequence[np.ndarray], cfg: TrainConfig, names: Seque
                 raise InputError(f"mask {name}: value {top} is not a semantic label 0..{n - 1} "
                                  "(instance masks need masks_are_semantic off)")
         return [np.asarray(m, np.uint8) for m in masks]
-    from ..labels import instance_to_semantic
+    from rescale4dl_bmz.data.labels import instance_to_semantic
 
     return [np.asarray(instance_to_semantic(np.asarray(m), style=cfg.label_style), np.uint8) for m in masks]
 
@@ -189,7 +189,7 @@ def train_model(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], confi
 def train_folder(images_dir: str | Path, masks_dir: str | Path, config: TrainConfig, out_dir: str | Path,
                  channel: int | None = None, progress: Progress | None = None, overwrite: bool = False) -> TrainResult:
     """Train on the image/mask pairs of two folders (paired by file name)."""
-    from ..dataset import Pair, dataset_pixel_size, ensure_outside, inspect_dataset, read_pair
+    from rescale4dl_bmz.files.dataset import Pair, dataset_pixel_size, ensure_outside, inspect_dataset, read_pair
 
     ensure_outside(out_dir, images_dir, masks_dir)
     infos = inspect_dataset(images_dir, masks_dir, channel)
@@ -205,7 +205,7 @@ def train_folder(images_dir: str | Path, masks_dir: str | Path, config: TrainCon
 # ----------------------------------------------------------------------------- the two networks
 
 def _callbacks(cfg: TrainConfig, tmp: Path, epochs: int, steps: int, progress: Progress | None) -> tuple:
-    from .callbacks import EpochLog, StepBudget, keras
+    from rescale4dl_bmz.models.callbacks import EpochLog, StepBudget, keras
 
     budget = StepBudget(steps)
     extra = [budget]
@@ -217,9 +217,9 @@ def _callbacks(cfg: TrainConfig, tmp: Path, epochs: int, steps: int, progress: P
 
 def _train_unet(split: Split, cfg: TrainConfig, tmp: Path, epochs: int, spe: int, steps: int,
                 progress: Progress | None) -> tuple:
-    from .augment import batch_stream
-    from .callbacks import BestWeights, keras
-    from .unet import analytic_unet_rf, build_from_config
+    from rescale4dl_bmz.models.augment import batch_stream
+    from rescale4dl_bmz.models.callbacks import BestWeights, keras
+    from rescale4dl_bmz.models.unet import analytic_unet_rf, build_from_config
 
     model = build_from_config(cfg.architecture)
     model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
@@ -248,9 +248,9 @@ def _train_unet(split: Split, cfg: TrainConfig, tmp: Path, epochs: int, spe: int
 
 def _train_stardist(split: Split, cfg: TrainConfig, tmp: Path, epochs: int, spe: int, steps: int,
                     progress: Progress | None) -> tuple:
-    from .augment import augment_pair
-    from .prediction import stardist_tiles
-    from .stardist_model import new_stardist, quiet, stardist_config, stardist_rf_estimate
+    from rescale4dl_bmz.models.augment import augment_pair
+    from rescale4dl_bmz.models.prediction import stardist_tiles
+    from rescale4dl_bmz.models.stardist_model import new_stardist, quiet, stardist_config, stardist_rf_estimate
 
     conf = stardist_config(cfg, split.patch_size, epochs, spe)
     model = new_stardist(conf, tmp)
@@ -284,7 +284,7 @@ def _rf_record(model, cfg: TrainConfig) -> dict:
     A diagnostic: it never discards the trained model. Should a measurement fail, the record
     says so (`analytic_error` / `empirical_error`) and training still succeeds.
     """
-    from .receptive_field import analytic_receptive_field, empirical_receptive_field
+    from rescale4dl_bmz.models.receptive_field import analytic_receptive_field, empirical_receptive_field
 
     out: dict = {"analytic_method": "layer arithmetic on the built network (= mean over pooling phases)"}
     try:
@@ -312,7 +312,7 @@ def _reproducible(cfg: TrainConfig):
     import tensorflow as tf
     from tensorflow.python.framework import config as tf_config
 
-    from .callbacks import keras
+    from rescale4dl_bmz.models.callbacks import keras
 
     keras.utils.set_random_seed(cfg.seed)
     was_on = tf_config.is_op_determinism_enabled()
@@ -326,7 +326,7 @@ def _reproducible(cfg: TrainConfig):
 
 
 def _has_gpu() -> bool:
-    from . import require_tensorflow_backend
+    from rescale4dl_bmz.models import require_tensorflow_backend
 
     require_tensorflow_backend()
     import tensorflow as tf

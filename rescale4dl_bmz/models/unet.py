@@ -9,7 +9,7 @@ linear. Then a linear 3x3 conv to n_labels and a 1x1 softmax. Input (None, None,
 
 from __future__ import annotations
 
-from . import require_tensorflow_backend
+from rescale4dl_bmz.models import require_tensorflow_backend
 
 
 def analytic_unet_rf(depth: int) -> int:

@@ -1,0 +1,1 @@
+"""bioimage.io model packages: export a sweep's model, inspect and run published packages."""

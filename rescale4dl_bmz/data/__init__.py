@@ -1,0 +1,1 @@
+"""The data at another pixel size: rescaling, edge/inner labels, the dataset over a ladder of factors."""

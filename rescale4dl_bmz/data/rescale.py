@@ -1,0 +1,362 @@
+"""Rescale 2D images and instance masks by a power-of-two factor (pure numpy, no IO).
+
+Two modes:
+
+``aligned`` (default)
+    Image and mask share ONE grid. Output pixel i covers input pixels [i·s, (i+1)·s) when
+    downsampling by s, and its centre sits at input coordinate (i + 0.5)/m − 0.5 when upsampling
+    by m (pixel centres at integer coordinates). Images: s×s block mean down, Catmull-Rom
+    (Keys cubic, a = −0.5) up with edge-replicated borders. Masks: block majority down (see
+    `block_majority`), pixel replication up. Downsampling needs a shape divisible by s (crop first:
+    the ladder crops every pair once to the coarsest step).
+``rescale4dl``
+    The original ReScale4DL 0.1–0.2 recipe, reproduced with fast numpy equivalents: bottom/right crop
+    to a multiple of s, NanoPyx ``rebin_2d`` mean, ``skimage.transform.rescale(order=0)`` labels
+    (= pixel (s//2, s//2) of each block); NanoPyx Catmull-Rom / nearest ``ShiftAndMagnify`` up
+    (output pixel i sampled at the input's left edge i/m, out-of-range neighbours read as 0). Its
+    upsampled image lies half an output pixel off the labels and its first row/column are darker.
+    Labels still never wrap here (the original cast to uint16 through float32).
+
+Images come out float32. Masks come out uint16, or uint32 when a label exceeds 65535.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from rescale4dl_bmz.errors import InputError
+from rescale4dl_bmz.data.label_arrays import check_labels
+from rescale4dl_bmz.factors import Factor, parse_factor
+
+MODES = ("aligned", "rescale4dl")
+KEYS_A = -0.5  # Catmull-Rom = the Keys cubic with a = -0.5
+
+
+# ----------------------------------------------------------------------------- public API
+
+def rescale_image(image: np.ndarray, factor: Factor | str | float, mode: str = "aligned") -> np.ndarray:
+    """A 2D image rescaled by `factor` (Factor, name such as 'ds2', or number), as float32."""
+    f, mode = parse_factor(factor), _check_mode(mode)
+    image = _check_image(image)
+    if f.is_down:
+        if mode == "rescale4dl":
+            image = crop_to_multiple(image, f.step)
+        else:
+            _check_divisible(image.shape, f.step, "image")
+        return block_mean(image, f.step)
+    if f.is_up:
+        if mode == "rescale4dl":
+            return catmull_rom_upsample(image, f.step, sampling="left", border="zero")
+        return catmull_rom_upsample(image, f.step, sampling="centre", border="edge")
+    return image.astype(np.float32, copy=True)
+
+
+def rescale_mask(mask: np.ndarray, factor: Factor | str | float, mode: str = "aligned") -> np.ndarray:
+    """An instance mask rescaled by `factor`; integer labels only, never new ones, never wrapped."""
+    f, mode = parse_factor(factor), _check_mode(mode)
+    labels = as_labels(mask)
+    if f.is_down:
+        if mode == "rescale4dl":
+            return block_pick(crop_to_multiple(labels, f.step), f.step)
+        _check_divisible(labels.shape, f.step, "mask")
+        return block_majority(labels, f.step)
+    if f.is_up:
+        return replicate(labels, f.step)
+    return labels.copy()
+
+
+def rescale_pair(image: np.ndarray, mask: np.ndarray, factor: Factor | str | float,
+                 mode: str = "aligned") -> tuple[np.ndarray, np.ndarray]:
+    """Image and mask of one field rescaled together (same shape in, same shape out)."""
+    if np.shape(image)[:2] != np.shape(mask)[:2]:
+        raise InputError(f"image shape {np.shape(image)} and mask shape {np.shape(mask)} differ")
+    return rescale_image(image, factor, mode), rescale_mask(mask, factor, mode)
+
+
+# ----------------------------------------------------------------------------- validation
+
+def _check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise InputError(f"rescale mode {mode!r} is not one of {', '.join(MODES)}")
+    return mode
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise InputError(f"expected a 2D image, got shape {image.shape}")
+    if image.dtype == bool:
+        return image.astype(np.float32)
+    if not (np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)):
+        raise InputError(f"image has unsupported pixel type {image.dtype}")
+    return image
+
+
+def _check_divisible(shape: tuple[int, ...], step: int, what: str) -> None:
+    if shape[0] % step or shape[1] % step:
+        raise InputError(
+            f"{what} shape {tuple(shape)} is not a multiple of {step}: aligned downsampling by {step} "
+            f"needs whole {step}x{step} blocks; crop first (factors.crop_slices) or use mode='rescale4dl', "
+            "which crops bottom/right")
+
+
+def labels_dtype(max_label: int) -> type:
+    """uint16 for labels up to 65535, uint32 up to 2^32 − 1; larger labels are refused."""
+    if max_label <= np.iinfo(np.uint16).max:
+        return np.uint16
+    if max_label <= np.iinfo(np.uint32).max:
+        return np.uint32
+    raise InputError(f"mask label {max_label} does not fit 32 bits")
+
+
+def as_labels(mask: np.ndarray) -> np.ndarray:
+    """A 2D mask as uint16/uint32 labels; negative, non-integer or non-finite values are refused."""
+    labels = check_labels(mask, "mask")
+    top = int(labels.max()) if labels.size else 0
+    return labels.astype(labels_dtype(top), copy=False)
+
+
+def crop_to_multiple(array: np.ndarray, step: int) -> np.ndarray:
+    """Bottom/right crop to a multiple of `step` (what the original code did before binning)."""
+    h, w = array.shape[:2]
+    return array[: h - h % step, : w - w % step]
+
+
+# ----------------------------------------------------------------------------- downsampling
+
+def block_mean(image: np.ndarray, s: int) -> np.ndarray:
+    """Mean over s×s blocks (shape must be divisible by s) as float32.
+
+    Summed with strided row and column slices: several times faster than a reshape-mean and close
+    to copy bandwidth. Integer images up to 16 bits and float32 accumulate in float32, wider types
+    in float64.
+    """
+    h, w = image.shape
+    acc = np.float32 if image.dtype.itemsize <= 2 or image.dtype == np.float32 else np.float64
+    rows = np.add.reduce(image.reshape(h // s, s, w), axis=1, dtype=acc)
+    out = np.add(rows[:, 0::s], rows[:, 1::s]) if s > 1 else rows
+    for k in range(2, s):
+        np.add(out, rows[:, k::s], out=out)
+    out *= 1.0 / (s * s)
+    return out.astype(np.float32, copy=False)
+
+
+def _block_reduce(a: np.ndarray, s: int, ufunc: np.ufunc) -> np.ndarray:
+    """`ufunc` (minimum, maximum) over s×s blocks with strided slices."""
+    rows = a[0::s].copy()
+    for k in range(1, s):
+        ufunc(rows, a[k::s], out=rows)
+    out = rows[:, 0::s].copy()
+    for k in range(1, s):
+        ufunc(out, rows[:, k::s], out=out)
+    return out
+
+
+def _block_count(hit: np.ndarray, s: int) -> np.ndarray:
+    """Number of True pixels in each s×s block of a boolean array."""
+    h, w = hit.shape
+    rows = np.add.reduce(hit.reshape(h // s, s, w), axis=1, dtype=np.uint16)
+    out = rows[:, 0::s].copy()
+    for k in range(1, s):
+        out += rows[:, k::s]
+    return out
+
+
+def block_majority(labels: np.ndarray, s: int) -> np.ndarray:
+    """The most frequent label of each s×s block (shape divisible by s).
+
+    Background (0) competes like any label, so an object keeps about its area (area/s²) and its
+    centroid, and never spreads over its neighbours. Ties go to a foreground label (the lowest one
+    among tied foreground labels), so a line exactly half a block wide survives. Consequence, by
+    design: objects thinner than about s/2 (a 10 px wide worm at ds16) break into pieces or vanish;
+    the ladder's manifest counts both. Only labels present in the block can win: none is invented.
+
+    Uniform blocks are decided by min == max, two-label blocks by counting both, and only blocks
+    holding three or more labels are sorted.
+    """
+    h, w = labels.shape
+    lo = _block_reduce(labels, s, np.minimum)
+    hi = _block_reduce(labels, s, np.maximum)
+    out = lo.copy()
+    mixed = lo != hi
+    if not mixed.any():
+        return out
+    blocks4 = labels.reshape(h // s, s, w // s, s)
+    n_lo = _block_count((blocks4 == lo[:, None, :, None]).reshape(h, w), s)
+    n_hi = _block_count((blocks4 == hi[:, None, :, None]).reshape(h, w), s)
+    two = mixed & (n_lo + n_hi == s * s)
+    hi_wins = two & ((n_hi > n_lo) | ((n_hi == n_lo) & (lo == 0)))
+    out[hi_wins] = hi[hi_wins]
+    bi, bj = np.nonzero(mixed & ~two)
+    if bi.size:
+        many = blocks4[bi, :, bj, :].reshape(bi.size, s * s)
+        many.sort(axis=1)
+        pos = np.arange(s * s)
+        starts = np.empty(many.shape, dtype=bool)
+        starts[:, 0] = True
+        np.not_equal(many[:, 1:], many[:, :-1], out=starts[:, 1:])
+        run_start = np.maximum.accumulate(np.where(starts, pos, 0), axis=1)
+        count = pos - run_start + 1  # at the last pixel of a run: that label's pixel count
+        best = np.argmax(2 * count + (many != 0), axis=1)  # ties: foreground, then lowest label
+        out[bi, bj] = many[np.arange(bi.size), best]
+    return out
+
+
+def block_pick(labels: np.ndarray, s: int) -> np.ndarray:
+    """Pixel (s//2, s//2) of each s×s block: what skimage.transform.rescale(order=0) gives."""
+    return labels[s // 2:: s, s // 2:: s].copy()
+
+
+# ----------------------------------------------------------------------------- upsampling
+
+def replicate(labels: np.ndarray, m: int) -> np.ndarray:
+    """Nearest-neighbour upsampling by an integer m: each pixel becomes an m×m block."""
+    wide = np.repeat(labels, m, axis=1)
+    out = np.empty((labels.shape[0], m, wide.shape[1]), dtype=labels.dtype)
+    out[...] = wide[:, None, :]
+    return out.reshape(labels.shape[0] * m, wide.shape[1])
+
+
+def keys_cubic(x: np.ndarray | float, a: float = KEYS_A) -> np.ndarray:
+    """The Keys cubic convolution kernel; a = −0.5 is Catmull-Rom."""
+    x = np.abs(np.asarray(x, dtype=np.float64))
+    near = ((a + 2) * x - (a + 3)) * x * x + 1
+    far = ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+    return np.where(x < 1, near, np.where(x < 2, far, 0.0))
+
+
+def _phase_taps(m: int, sampling: str) -> list[tuple[int, tuple[float, ...]]]:
+    """For each output phase p (output index m·q + p): first tap offset from q and the 4 weights."""
+    taps = []
+    for p in range(m):
+        d = (p + 0.5) / m - 0.5 if sampling == "centre" else p / m - 0.5
+        base = int(np.floor(d))
+        t = d - base
+        w = keys_cubic(np.array([t + 1, t, 1 - t, 2 - t]))
+        taps.append((base - 1, tuple(float(v) for v in w)))
+    return taps
+
+
+_TILE = 8  # input rows/columns per tile of the banded matrix products
+
+
+def _tile_operator(m: int, sampling: str) -> np.ndarray:
+    """The (m·T, T + 4) matrix taking T + 4 padded input samples to the m·T outputs of one tile.
+
+    The polyphase weights are the same for every tile, so upsampling along an axis becomes a few
+    dense BLAS products instead of many passes of elementwise arithmetic.
+    """
+    op = np.zeros((m * _TILE, _TILE + 4), dtype=np.float32)
+    for p, (first, weights) in enumerate(_phase_taps(m, sampling)):
+        for j in range(_TILE):
+            for k, wk in enumerate(weights):
+                op[m * j + p, j + first + 2 + k] += wk
+    return op
+
+
+def _pad_axis(x: np.ndarray, axis: int, n_tiles: int, border: str) -> np.ndarray:
+    """2 samples before, 2 after plus what completes the last tile; edge-replicated or zeros."""
+    widths = [(0, 0), (0, 0)]
+    widths[axis] = (2, 2 + n_tiles * _TILE - x.shape[axis])
+    return np.pad(x, widths, mode="edge" if border == "edge" else "constant")
+
+
+def _upsample_cols(x: np.ndarray, m: int, op: np.ndarray, border: str) -> np.ndarray:
+    """(h, w) -> (h, w·m): overlapping column windows times the tile operator, one GEMM."""
+    h, w = x.shape
+    n_tiles = -(-w // _TILE)
+    windows = sliding_window_view(_pad_axis(x, 1, n_tiles, border), _TILE + 4, axis=1)[:, ::_TILE]
+    out = (windows.reshape(h * n_tiles, _TILE + 4) @ op.T).reshape(h, n_tiles * m * _TILE)
+    return out[:, : w * m]
+
+
+def _upsample_rows(x: np.ndarray, m: int, op: np.ndarray, border: str) -> np.ndarray:
+    """(h, w) -> (h·m, w): one GEMM per tile of rows, written straight into the output."""
+    h, w = x.shape
+    n_tiles = -(-h // _TILE)
+    padded = _pad_axis(x, 0, n_tiles, border)
+    out = np.empty((n_tiles * m * _TILE, w), dtype=np.float32)
+    rows = m * _TILE
+    for i in range(n_tiles):
+        np.matmul(op, padded[i * _TILE: i * _TILE + _TILE + 4], out=out[i * rows: (i + 1) * rows])
+    return out[: h * m]
+
+
+def catmull_rom_upsample(image: np.ndarray, m: int, sampling: str = "centre", border: str = "edge") -> np.ndarray:
+    """Separable Catmull-Rom upsampling by an integer m, as float32.
+
+    sampling='centre': output pixel i centre at input coordinate (i + 0.5)/m − 0.5 (pixel centres
+    on integers: image and replicated labels stay aligned). sampling='left': at i/m − 0.5, the
+    left edge of the output pixel (NanoPyx ShiftAndMagnify). border='edge' replicates the edge
+    pixels; border='zero' reads out-of-range neighbours as 0 (NanoPyx).
+    """
+    if sampling not in ("centre", "left") or border not in ("edge", "zero"):
+        raise InputError(f"unknown sampling {sampling!r} or border {border!r}")
+    x = np.asarray(image, dtype=np.float32)
+    if m == 1:
+        return x.copy()
+    op = _tile_operator(m, sampling)
+    with _single_threaded_blas():
+        out = _upsample_rows(_upsample_cols(x, m, op, border), m, op, border)
+    return out if out.flags.c_contiguous else np.ascontiguousarray(out)
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_controller():
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # optional: without it the products simply use BLAS's own threads
+        return None
+    return ThreadpoolController()
+
+
+def _single_threaded_blas():
+    """One BLAS thread for the many small products: several times faster than OpenBLAS's thread
+    pool when the cores are shared (measured here: ×4 of 2048² in 0.3 s instead of 0.9–2 s)."""
+    controller = _blas_controller()
+    return contextlib.nullcontext() if controller is None else controller.limit(limits=1, user_api="blas")
+
+
+# ----------------------------------------------------------------------------- label bookkeeping
+
+@dataclass(frozen=True)
+class LabelChange:
+    """How a mask's objects fared at one factor, against the reference (og, cropped) mask."""
+
+    objects: int              # labels present at this factor
+    vanished: tuple[int, ...]  # labels of the reference absent at this factor
+    split: int                # objects made of more than one 8-connected piece at this factor
+
+
+def present_labels(labels: np.ndarray) -> np.ndarray:
+    """Sorted non-zero labels present in a mask."""
+    if labels.size and labels.dtype.itemsize <= 2:
+        u = np.flatnonzero(np.bincount(labels.ravel()))
+    else:
+        u = np.unique(labels)
+    return u[u != 0]
+
+
+def split_objects(labels: np.ndarray) -> int:
+    """Number of labels occupying more than one 8-connected piece."""
+    from skimage.measure import label as connected
+
+    pieces = connected(labels, background=0, connectivity=2)
+    if pieces.max() == 0:
+        return 0
+    owner = np.zeros(int(pieces.max()) + 1, dtype=np.int64)
+    owner[pieces.ravel()] = labels.ravel()
+    _, counts = np.unique(owner[1:], return_counts=True)
+    return int(np.count_nonzero(counts > 1))
+
+
+def compare_labels(reference: np.ndarray, rescaled: np.ndarray) -> LabelChange:
+    """Objects present, vanished and split in `rescaled` relative to `reference`."""
+    ref, now = present_labels(reference), present_labels(rescaled)
+    gone = np.setdiff1d(ref, now, assume_unique=True)
+    return LabelChange(int(now.size), tuple(int(v) for v in gone), split_objects(rescaled))

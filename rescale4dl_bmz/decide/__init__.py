@@ -1,0 +1,1 @@
+"""Decisions: advise factors before training, select the pixel size after, plan the acquisition."""

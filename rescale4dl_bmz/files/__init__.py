@@ -1,0 +1,1 @@
+"""Files: images and their pixel sizes, atomic writes, the run folder and its lock, evaluation folders."""

@@ -1,0 +1,1 @@
+"""ImageJ from Python: the bridge (`bridge`) and the process that hosts the JVM (`worker`)."""

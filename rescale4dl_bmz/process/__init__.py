@@ -1,0 +1,1 @@
+"""Process-wide state: settings applied once by entry points, and clean shutdown on signals."""

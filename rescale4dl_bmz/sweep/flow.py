@@ -1,0 +1,155 @@
+"""The sweep as a Prefect 3 flow: wiring only, the work lives in `sweep.py`.
+
+One task per factor and stage (data, train, predict, evaluate), cached on inputs and code with
+results persisted under `OUT/.prefect/results`, so a rerun skips what finished; the stages also
+keep their own done-markers, so a rerun resumes even where Prefect's cache is not shared (a remote
+Dask cluster). Factors advance independently: when one fails, it is reported as failed and the
+others go on. Without a server, Prefect starts a temporary local API in this process; with
+`PREFECT_API_URL` set, the run shows up in that server's UI.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from rescale4dl_bmz.sweep.config import SweepConfig
+from rescale4dl_bmz.errors import is_environment_fault
+
+log = logging.getLogger("rescale4dl.pipeline")
+
+
+def configure_prefect(out: str | Path) -> None:
+    """Offline, quiet Prefect settings; must run before `prefect` is imported."""
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "rescale4dl")
+    os.environ.setdefault("PREFECT_UI_ENABLED", "true")
+    os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = str(Path(out).resolve() / ".prefect" / "results")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def _tasks():
+    """Build the Prefect tasks lazily so importing this module does not import Prefect."""
+    from prefect import task
+    from prefect.cache_policies import INPUTS, TASK_SOURCE, CacheKeyFnPolicy
+
+    import rescale4dl_bmz.sweep.stages as sweep
+
+    def cached(stage: str) -> dict:
+        # the stage's own done-marker is part of the key: a marker whose files changed never hits
+        marker = CacheKeyFnPolicy(cache_key_fn=lambda ctx, p: sweep.marker_key(p["plan"], p["factor"], stage))
+        return dict(cache_policy=INPUTS + TASK_SOURCE + marker, persist_result=True)
+
+    return {
+        "prepare": task(sweep.prepare, name="check-data-and-plan", task_run_name="check-data-and-plan",
+                        persist_result=False, cache_policy=None),
+        "data": task(sweep.stage_data, name="rescale", task_run_name="rescale-{factor}", **cached("data")),
+        "train": task(sweep.stage_train, name="train", task_run_name="train-{factor}", **cached("train")),
+        "predict": task(sweep.stage_predict, name="predict", task_run_name="predict-{factor}", **cached("predict")),
+        "evaluate": task(sweep.stage_evaluate, name="evaluate", task_run_name="evaluate-{factor}",
+                         **cached("evaluate")),
+        "finish": task(sweep.finish, name="choose-pixel-size-export-report",
+                       task_run_name="choose-pixel-size-export-report", persist_result=False, cache_policy=None),
+    }
+
+
+def sweep_flow_fn(config: SweepConfig, plan=None):
+    """Body of the flow: prepare (unless a validated `plan` is given), advance every factor through
+    its stages, then finish. The flow run ends Failed (its message naming each failed factor, its
+    data the summary) when any factor failed, Completed otherwise."""
+    from prefect.futures import as_completed
+
+    from rescale4dl_bmz.process.shutdown import install_handlers
+    from rescale4dl_bmz.sweep.stages import STAGES, Outcome, publish_artifacts
+    from rescale4dl_bmz.sweep.terminal import SweepProgress
+
+    install_handlers()  # over Prefect's own SIGTERM handler for the flow (Prefect restores ours after)
+    tasks = _tasks()
+    if plan is None:
+        plan = tasks["prepare"](config)
+    stages = [s for s in STAGES if not (s == "train" and config.model is not None)]
+    outcomes = {f: Outcome(factor=f) for f in plan.run_factors}
+    pending = {tasks[stages[0]].submit(config, plan, f): (f, 0) for f in plan.run_factors}
+    progress = SweepProgress(plan.run_factors, stages, plan.out)
+    while pending:
+        fut = next(iter(as_completed(list(pending))))
+        factor, i = pending.pop(fut)
+        result = fut.result(raise_on_failure=False)
+        progress.update(factor, stages[i], fut.state, ok=fut.state.is_completed())
+        if fut.state.is_completed():
+            outcomes[factor].stages[stages[i]] = result
+            if i + 1 < len(stages):
+                pending[tasks[stages[i + 1]].submit(config, plan, factor)] = (factor, i + 1)
+            else:
+                outcomes[factor].status = "done"
+        else:
+            if is_environment_fault(result):
+                raise result  # a full or read-only disk fails every factor alike: stop the sweep
+            progress.skip(factor, len(stages) - i - 1)
+            outcomes[factor].fail(stages[i], result)
+            log.error("%s", result)
+    progress.close()
+    summary = tasks["finish"](config, plan, list(outcomes.values()))
+    publish_artifacts(Path(config.out), summary)
+    if summary.get("failed"):
+        from prefect.states import Failed
+
+        failed = summary["failed"]
+        return Failed(message=f"{len(failed)} of {len(outcomes)} factor(s) failed: "
+                              + "; ".join(f"{f} in {v['stage']}: {v['cause']}" for f, v in failed.items()),
+                      data=summary)
+    return summary
+
+
+def make_flow(config: SweepConfig):
+    """The Prefect flow object with the task runner the config asks for."""
+    from prefect import flow
+
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    runner = ThreadPoolTaskRunner(max_workers=1)  # sequential: one factor's stage at a time
+    if config.task_runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if config.dask_address:
+            runner = DaskTaskRunner(address=config.dask_address)
+        else:
+            runner = DaskTaskRunner(cluster_kwargs={"n_workers": config.dask_workers, "threads_per_worker": 1,
+                                                    "processes": True, "dashboard_address": None})
+    return flow(sweep_flow_fn, name="rescale4dl-sweep", log_prints=True, validate_parameters=False,
+                task_runner=runner)
+
+
+def run_sweep(config: SweepConfig, on_change: str = "refuse") -> dict:
+    """Run the sweep flow (ephemeral API unless PREFECT_API_URL points at a server); returns the
+    summary, also when factors failed (then `summary["failed"]` is not empty).
+
+    Every check runs before the first byte is written; then the run folder is locked for the
+    whole sweep (`run_lock.RunLock`), its record checked and written (`run_folder.open_record`;
+    `on_change`: refuse | restart | extend), and SIGINT/SIGTERM stop it cleanly (`shutdown`).
+    """
+    from rescale4dl_bmz.files.run_folder import open_record, vouch_tables
+    from rescale4dl_bmz.files.run_lock import RunLock
+    from rescale4dl_bmz.process.shutdown import stop_on_signals
+    from rescale4dl_bmz.sweep.stages import plan_sweep, run_record, write_prepared
+
+    plan, advice = plan_sweep(config)  # bad data or config fail here, before anything is written
+    record = run_record(config, plan)
+    open_record(config.out, record, on_change, dry_run=True)  # a folder holding another run: before the lock
+    with RunLock(config.out), stop_on_signals():
+        open_record(config.out, record, on_change)
+        write_prepared(config, plan, advice)
+        configure_prefect(config.out)
+        run_name = f"{Path(config.images).parent.name or 'sweep'}-{config.task}"
+        state = make_flow(config).with_options(flow_run_name=run_name)(config, plan, return_state=True)
+        # _sync: in a notebook (a running event loop) Prefect would hand back a coroutine
+        summary = state.result(raise_on_failure=False, _sync=True)
+        if isinstance(summary, BaseException):  # the flow itself broke (not a factor)
+            raise summary
+        vouch_tables(config.out)
+    return summary
