@@ -11,7 +11,9 @@ import pytest
 from rescale4dl_bmz.cli.main import main
 from rescale4dl_bmz.errors import InputError
 from rescale4dl_bmz.metrics import paired_test
-from rescale4dl_bmz.decide.select import select_factor, select_format, select_paired_test
+from rescale4dl_bmz.decide.equivalence import select_paired_test
+from rescale4dl_bmz.decide.select import select_factor
+from rescale4dl_bmz.decide.select_text import select_format
 
 SCALES = {"up2": 0.5, "og": 1.0, "ds2": 2.0, "ds4": 4.0, "ds8": 8.0}
 # per-image IoUs (8 images): ds2 best; og and ds4 within noise of it; ds8 clearly worse; up2 worse

@@ -6,7 +6,8 @@ import argparse
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from rescale4dl_bmz.decide.select import CRITERIA, DEFAULT_CRITERION
+    from rescale4dl_bmz.decide.select import DEFAULT_CRITERION
+    from rescale4dl_bmz.vocabulary import CRITERIA
 
     p = subparsers.add_parser(
         "export", help="bioimage.io (deepImageJ) package of the chosen factor's model",

@@ -6,7 +6,8 @@ import argparse
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from rescale4dl_bmz.decide.select import CRITERIA, DEFAULT_CRITERION
+    from rescale4dl_bmz.decide.select import DEFAULT_CRITERION
+    from rescale4dl_bmz.vocabulary import CRITERIA
 
     p = subparsers.add_parser(
         "plan", help="objects and data per field and per hour at each factor's pixel size",
@@ -29,7 +30,8 @@ def run(args) -> int:
     from rescale4dl_bmz.files.dataset import write_text
     from rescale4dl_bmz.errors import InputError
     from rescale4dl_bmz.factors import parse_factor
-    from rescale4dl_bmz.decide.plan import plan_acquisition, plan_areas, plan_density, plan_format, plan_parse_camera
+    from rescale4dl_bmz.decide.plan import plan_acquisition, plan_areas, plan_density, plan_parse_camera
+    from rescale4dl_bmz.decide.plan_text import plan_format
     from rescale4dl_bmz.decide.select import select_factor, select_object_areas
     from rescale4dl_bmz.files.run_folder import load_run
 

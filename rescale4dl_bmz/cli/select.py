@@ -6,7 +6,8 @@ import argparse
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from rescale4dl_bmz.decide.select import CRITERIA, DEFAULT_ALPHA, DEFAULT_CRITERION
+    from rescale4dl_bmz.decide.select import DEFAULT_ALPHA, DEFAULT_CRITERION
+    from rescale4dl_bmz.vocabulary import CRITERIA
 
     p = subparsers.add_parser(
         "select", help="choose the factor and pixel size after a sweep",
@@ -32,7 +33,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from rescale4dl_bmz.files.dataset import check_output_file, write_json
-    from rescale4dl_bmz.decide.select import select_factor, select_format
+    from rescale4dl_bmz.decide.select import select_factor
+    from rescale4dl_bmz.decide.select_text import select_format
     from rescale4dl_bmz.files.run_folder import load_run
 
     if args.json_out:

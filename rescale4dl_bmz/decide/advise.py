@@ -15,7 +15,8 @@ Sizes are measured once on the original masks and divided by the factor, since a
 object keeps its shape. Each factor's `confidence` is the share of objects whose size at that
 factor lies inside the window. At least one factor is always recommended: when no factor puts
 the median object inside the window, the closest one (on a log scale) is, with the advice of
-what to change (`no_window_advice`).
+what to change (`advise_text.no_window_advice`). The verdicts are decided here, their words
+in `advise_text`.
 """
 
 from __future__ import annotations
@@ -107,6 +108,8 @@ def advise(diameters_px: Sequence[float], widths_px: Sequence[float], factors: S
     `diameters_px`/`widths_px` are per-object equivalent diameters and widths on the original
     masks; `measure` ('width' or 'equivalent_diameter') defaults to `object_size_measure`.
     """
+    from rescale4dl_bmz.decide.advise_text import factor_reason, no_window_advice
+
     d = np.asarray(diameters_px, float)
     w = np.asarray(widths_px, float)
     if d.size == 0:
@@ -118,25 +121,13 @@ def advise(diameters_px: Sequence[float], widths_px: Sequence[float], factors: S
     sizes = sizes[np.isfinite(sizes)]
     s0, d0, w0 = float(np.median(sizes)), float(np.nanmedian(d)), float(np.nanmedian(w))
     low, high = MIN_SIZE_PX, MAX_SIZE_RF * rf.effective_px
-    name = measure.replace("_", " ")
     out = []
     for f in factors:
         size = s0 / f.scale
         share = float(np.mean((sizes / f.scale >= low) & (sizes / f.scale <= high)))
-        if size > high:
-            verdict = "too wide"
-            reason = f"{name} {size:.1f} px > RF/2 = {high:.1f} px: too little context"
-        elif size < low:
-            verdict = "too narrow"
-            reason = f"{name} {size:.1f} px < {low:.0f} px: shape is lost"
-        else:
-            verdict = "recommended"
-            reason = f"{name} {size:.1f} px within {low:.0f}-{high:.1f} px (6 px to RF/2)"
-        reason += f"; {share:.0%} of the objects inside"
+        verdict = "too wide" if size > high else "too narrow" if size < low else "recommended"
         hopeless = size < HOPELESS_SIZE_PX or size > HOPELESS_SIZE_RF * rf.effective_px
-        if hopeless:
-            reason += " (hopeless: " + (f"{name} < {HOPELESS_SIZE_PX:.0f} px" if size < HOPELESS_SIZE_PX
-                                       else f"{name} > {HOPELESS_SIZE_RF:.0f} x RF") + ")"
+        reason = factor_reason(measure, size, verdict, low, high, share, hopeless)
         out.append(FactorAdvice(
             factor=f.name, scale=f.scale, pixel_size_um=f.pixel_size(pixel_size_um), size_measure=measure,
             size_px=size, equivalent_diameter_px=d0 / f.scale, width_px=w0 / f.scale,
@@ -152,20 +143,6 @@ def advise(diameters_px: Sequence[float], widths_px: Sequence[float], factors: S
         out[k] = FactorAdvice(**{**a.as_dict(), "verdict": "closest (no factor fits)",
                                  "reason": a.reason + "; " + no_window_advice(out, rf)})
     return out
-
-
-def no_window_advice(advice: Sequence[FactorAdvice], rf: ReceptiveField) -> str:
-    """What to do when no factor puts the median object inside the window."""
-    if not advice:
-        return ""
-    low, high = advice[0].window_low_px, advice[0].window_high_px
-    if all(a.size_px > high for a in advice):
-        return (f"objects stay wider than RF/2 = {high:.1f} px at every factor: add coarser factors "
-                f"(ds32), or use a network with a larger receptive field (U-Net depth 3: 105 px)")
-    if all(a.size_px < low for a in advice):
-        return (f"objects stay narrower than {low:.0f} px at every factor: add finer factors (up2, up4) "
-                "or acquire at a finer pixel size")
-    return (f"the factors jump over the window {low:.0f}-{high:.1f} px: add the factor in between")
 
 
 def recommended_range(advice: Sequence[FactorAdvice]) -> list[str]:

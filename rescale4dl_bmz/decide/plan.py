@@ -13,18 +13,21 @@ factor s (original x s), with rho objects per original pixel counted in the anno
                                               upper bound, the paper's TH_s x tau)
 
 A_s comes from the sweep (mean object area in the factor's own pixels) where measured, else
-from the nearest measured factor scaled by (s_ref / s)^2. Pure computation, no IO.
+from the nearest measured factor scaled by (s_ref / s)^2. Pure computation, no IO; the plan as
+text: `plan_text`.
 """
 
 from __future__ import annotations
 
 import math
 import re
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from rescale4dl_bmz.errors import InputError
 from rescale4dl_bmz.factors import parse_factor
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 BYTES_PER_PIXEL = 2  # 16-bit camera
 
@@ -59,6 +62,8 @@ def plan_density(summary: pd.DataFrame, per_image: pd.DataFrame | None = None) -
     """Objects per original pixel counted in the annotations: the summary's
     `objects_per_original_px` (native grid, finest factor), else ground-truth objects / original
     pixels of the per-image table (native grid)."""
+    import pandas as pd
+
     for table, how in ((summary, "summary"), (per_image, "per_image")):
         if table is None or table.empty:
             continue
@@ -90,6 +95,8 @@ def plan_acquisition(factors: list[str], areas: dict[str, float], camera: tuple[
     for the packing limit; `pixel_size_um` is the ORIGINAL pixel size (None: pixel sizes and
     fields stay unknown).
     """
+    import pandas as pd
+
     w, h = camera
     if not (isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0):
         raise InputError(f"camera size must be two positive integers, got {camera!r}")
@@ -129,33 +136,3 @@ def plan_acquisition(factors: list[str], areas: dict[str, float], camera: tuple[
             "chosen": name == chosen,
         })
     return pd.DataFrame(rows)
-
-
-def plan_format(plan: pd.DataFrame, markdown: bool = False) -> str:
-    """The plan as a readable table (plain text, or markdown); the chosen factor is marked."""
-    headers = ["", "factor", "pixel size", "field of view", "objects/field", "objects/hour",
-               "data/hour", "data/object"]
-    lines = []
-    for r in plan.itertuples(index=False):
-        px = "unknown" if r.pixel_size_um is None or pd.isna(r.pixel_size_um) else f"{r.pixel_size_um:.4g} µm"
-        fov = ("-" if r.fov_width_um is None or pd.isna(r.fov_width_um)
-               else f"{r.fov_width_um:.4g} x {r.fov_height_um:.4g} µm")
-        lines.append(["->" if r.chosen else "", r.factor, px, fov, f"{r.objects_per_fov:,.0f}",
-                      f"{r.objects_per_hour:,.0f}", plan_bytes(r.bytes_per_hour), plan_bytes(r.bytes_per_object)])
-    if markdown:
-        out = ["| " + " | ".join(h or "chosen" for h in headers) + " |", "|" + "---|" * len(headers)]
-        for cells in lines:
-            cells = ["**yes**" if cells[0] else ""] + [f"**{c}**" if cells[0] else c for c in cells[1:]]
-            out.append("| " + " | ".join(cells) + " |")
-        return "\n".join(out) + "\n"
-    widths = [max(len(str(c)) for c in col) for col in zip(headers, *lines)]
-    fmt = lambda cells: "  ".join(str(c).ljust(wd) for c, wd in zip(cells, widths)).rstrip()  # noqa: E731
-    return "\n".join([fmt(headers)] + [fmt(c) for c in lines]) + "\n"
-
-
-def plan_bytes(n: float) -> str:
-    """Human-readable byte count (kB, MB, GB: powers of 1000)."""
-    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= size:
-            return f"{n / size:.3g} {unit}"
-    return f"{n:.0f} B"

@@ -766,7 +766,7 @@ def write_sweep_report(config: SweepConfig, plan: Plan, summary, selection, figu
     """report.md and a self-contained report.html, read by a biologist: failures first, then the
     recommendation in one sentence, figures, tables with units, the acquisition plan and a glossary."""
     from rescale4dl_bmz.metrics.tables import SAMPLED_GRID_NOTE
-    from rescale4dl_bmz.decide.plan import plan_format
+    from rescale4dl_bmz.decide.plan_text import plan_format
     from rescale4dl_bmz.sweep.report import (COST_COLUMNS, GRID_NOTE, QUALITY_COLUMNS, failure_records, failure_sentence, gains_lines,
                          glossary_markdown, human_table, markdown_table, recommendation_sentence, write_report)
 
@@ -852,7 +852,7 @@ def publish_artifacts(out: Path, result: dict) -> None:
     import pandas as pd
     from prefect.artifacts import create_image_artifact, create_markdown_artifact, create_table_artifact
 
-    from rescale4dl_bmz.decide.select import table_records
+    from rescale4dl_bmz.decide.select_text import table_records
     from rescale4dl_bmz.sweep.report import COST_COLUMNS, QUALITY_COLUMNS, human_table, image_data_uri
 
     if (out / "summary.csv").exists():
