@@ -11,7 +11,8 @@ import pytest
 import tifffile
 
 from rescale4dl_bmz.cli.main import main
-from rescale4dl_bmz.metrics.tables import PER_IMAGE_COLUMNS, PER_OBJECT_COLUMNS, SUMMARY_COLUMNS
+from rescale4dl_bmz.metrics.summaries import SUMMARY_COLUMNS
+from rescale4dl_bmz.metrics.tables import PER_IMAGE_COLUMNS, PER_OBJECT_COLUMNS
 from rescale4dl_bmz.data.rescale import rescale_mask
 
 

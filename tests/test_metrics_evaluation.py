@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from rescale4dl_bmz.errors import InputError
-from rescale4dl_bmz.metrics.tables import (PER_IMAGE_COLUMNS, PER_OBJECT_COLUMNS, SUMMARY_COLUMNS, compare_factors,
-                                       condition_effects, evaluate_native, evaluate_pair, native_pair,
-                                       per_image_table, per_object_table, summarize)
+from rescale4dl_bmz.metrics.summaries import SUMMARY_COLUMNS, compare_factors, condition_effects, summarize
+from rescale4dl_bmz.metrics.tables import (PER_IMAGE_COLUMNS, PER_OBJECT_COLUMNS, evaluate_native, evaluate_pair,
+                                           native_pair, per_image_table, per_object_table)
 from rescale4dl_bmz.data.labels import instance_to_semantic
 from rescale4dl_bmz.data.rescale import rescale_mask
 

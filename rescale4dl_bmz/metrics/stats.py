@@ -1,5 +1,6 @@
 """Statistics for choosing between factors (pure numpy/scipy).
 
+- `finite_mean`, `finite_median`: of the finite values only (NaN when none), for table columns.
 - `bootstrap_ci`: percentile bootstrap confidence interval of a mean (NaNs dropped).
 - `paired_test`: is a factor's per-image IoU different from the best factor's? Wilcoxon
   signed-rank for 10 or more pairs; for fewer, an exact sign-flip permutation test on the mean
@@ -30,6 +31,18 @@ _NAN = float("nan")
 def _finite(values) -> np.ndarray:
     v = np.asarray(values, float).ravel()
     return v[np.isfinite(v)]
+
+
+def finite_mean(values) -> float:
+    """Mean of the finite values (NaN and inf dropped); NaN when there are none."""
+    v = _finite(values)
+    return float(v.mean()) if v.size else _NAN
+
+
+def finite_median(values) -> float:
+    """Median of the finite values (NaN and inf dropped); NaN when there are none."""
+    v = _finite(values)
+    return float(np.median(v)) if v.size else _NAN
 
 
 def bootstrap_ci(values, confidence: float = 0.95, n_resamples: int = 2000,

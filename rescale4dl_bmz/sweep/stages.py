@@ -610,7 +610,7 @@ def finish(config: SweepConfig, plan: Plan, outcomes: list[Outcome]) -> dict:
     opens with the failures, and no gain is claimed against a factor that did not finish."""
     import pandas as pd
 
-    from rescale4dl_bmz.metrics.tables import summarize
+    from rescale4dl_bmz.metrics.summaries import summarize
 
     out = Path(plan.out)
     done = [o.factor for o in outcomes if o.status == "done"]
