@@ -33,9 +33,8 @@ import pandas as pd
 
 from rescale4dl_bmz.errors import InputError
 from rescale4dl_bmz.factors import parse_factor
+from rescale4dl_bmz.vocabulary import CRITERIA, DEFAULT_CRITERION
 
-CRITERIA = ("coarsest-equivalent", "max-iou", "iou-x-throughput", "diameter-fidelity")
-DEFAULT_CRITERION = "coarsest-equivalent"
 DEFAULT_ALPHA = 0.05
 # below this best mean IoU the networks have not learned the task: a ranking says nothing
 MIN_USEFUL_IOU = 0.2
