@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 from rescale4dl_bmz.files.dataset import read_image, read_mask  # noqa: E402
 from rescale4dl_bmz.factors import coarsest_step, crop_slices, parse_factors  # noqa: E402
 from rescale4dl_bmz.data.rescale import rescale_image, rescale_mask  # noqa: E402
+from rescale4dl_bmz.vocabulary import TASKS  # noqa: E402
 
 DEFAULT_IMAGE = ROOT.parent / "shared" / "data" / "saureus_crop" / "images" / "1.tif"
 
@@ -84,7 +85,7 @@ def benchmark(predict, image: np.ndarray, mask: np.ndarray | None, factors, repe
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", type=Path, help="trained model folder (default: an untrained network)")
-    p.add_argument("--task", choices=("semantic", "instance"), default="semantic")
+    p.add_argument("--task", choices=TASKS, default="semantic")
     p.add_argument("--image", type=Path, default=DEFAULT_IMAGE)
     p.add_argument("--mask", type=Path, help="instance mask for object counts (default: ../masks/<same name>)")
     p.add_argument("--factors", default="og,ds2,ds4")

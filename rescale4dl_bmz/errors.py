@@ -46,3 +46,19 @@ def is_environment_fault(exc: BaseException) -> bool:
 
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM,
                                                       errno.EDQUOT)
+
+
+def describe_validation_error(exc, within: str = "") -> str:
+    """A pydantic `ValidationError` in one line for people: 'where: what; where: what'.
+
+    `where` is the dotted path of the field (`training.architecture.unet.depth`), prefixed by
+    `within` (the section the model sits in); a check of the whole model names no field.
+    Pydantic's "Value error, " prefix is dropped. The one rendering of every config, record and
+    metadata error.
+    """
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in (within, *err["loc"]) if p != "")
+        what = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {what}" if where else what)
+    return "; ".join(parts)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from rescale4dl_bmz.errors import InputError
+from rescale4dl_bmz.vocabulary import CROPS
 
 DEFAULT_FACTOR_NAMES = ("up4", "up2", "og", "ds2", "ds4", "ds8", "ds16")
 
@@ -119,7 +120,7 @@ def coarsest_step(factors: Sequence[Factor]) -> int:
 
 def crop_slices(shape: Sequence[int], multiple: int, anchor: str = "topleft") -> tuple[slice, slice]:
     """Slices cropping a 2D shape to a multiple of `multiple` (top-left anchored or centred)."""
-    if anchor not in ("topleft", "center"):
+    if anchor not in CROPS:
         raise InputError(f"crop anchor {anchor!r} is not 'topleft' or 'center'")
     out = []
     for n in shape[:2]:

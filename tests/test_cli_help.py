@@ -56,3 +56,33 @@ def test_sweep_config_takes_a_comma_list(tmp_path):
     config = make_sweep_config(images=tmp_path, masks=tmp_path, out=tmp_path / "o", task="semantic",
                                factors=["og,ds2,ds4"])
     assert config.factors == ["og", "ds2", "ds4"]
+
+
+def test_sweep_options_cover_the_config_fields():
+    # every SweepConfig field is an option, or listed as set in a config file only: none is forgotten
+    from rescale4dl_bmz.cli.sweep import DATA_FLAGS, FILE_ONLY_FIELDS, RUN_FLAGS
+    from rescale4dl_bmz.sweep.config import SweepConfig
+
+    offered = {f.field.split(".")[0] for f in DATA_FLAGS + RUN_FLAGS}
+    assert offered | set(FILE_ONLY_FIELDS) == set(SweepConfig.model_fields)
+    assert offered & set(FILE_ONLY_FIELDS) <= {"training"}
+
+
+def test_sweep_options_become_the_config(tmp_path):
+    # the generated options: renamed flags, choices, lists, switches and nested training options
+    from rescale4dl_bmz.cli.sweep import build_config
+
+    args = build_parser().parse_args([
+        "sweep", "--images", str(tmp_path), "--masks", str(tmp_path), "--out", str(tmp_path / "o"),
+        "--task", "instance", "--pixel-size", "0.1", "--test-images", "a", "b", "--factors", "og,ds2",
+        "--mode", "rescale4dl", "--epochs", "3", "--base-filters", "8", "--min-foreground", "0.2",
+        "--tau", "2", "--criterion", "max-iou", "--prune", "--no-export", "--dask-address", "tcp://h:1"])
+    config = build_config(args)
+    assert (config.task, config.pixel_size_um, config.test_images, config.factors, config.mode) == (
+        "instance", 0.1, ["a", "b"], ["og", "ds2"], "rescale4dl")
+    assert (config.tau_s, config.criterion, config.prune, config.export) == (2.0, "max-iou", True, False)
+    assert config.task_runner == "dask"  # implied by --dask-address
+    assert config.training.given() == {"architecture": {"kind": "stardist", "base_filters": 8}, "epochs": 3,
+                                       "min_foreground_fraction": 0.2}
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["sweep", "--mode", "nearest"])  # choices come from the model's Literal

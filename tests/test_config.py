@@ -86,3 +86,10 @@ def test_prune_skips_factors_advise_calls_hopeless(tmp_path):
     assert rows["ds16"]["status"] == "pruned" and "hopeless" in rows["ds16"]["error"]
     unpruned = prepare(config.model_copy(update={"prune": False}))
     assert unpruned.run_factors == ["og", "ds2", "ds8", "ds16"] and not unpruned.pruned
+
+
+def test_errors_name_the_nested_field(tmp_path):
+    data = {"images": "i", "masks": "m", "out": "o", "task": "semantic",
+            "training": {"architecture": {"kind": "unet", "depth": 9}}}
+    with pytest.raises(InputError, match=r"training\.architecture\.unet\.depth: .*less than or equal to 5"):
+        load_sweep_config(_write(tmp_path, data))

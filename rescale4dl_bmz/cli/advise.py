@@ -6,6 +6,8 @@ import argparse
 import json
 import math
 
+from rescale4dl_bmz.vocabulary import NETWORKS
+
 
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("advise", help="object size vs receptive field per factor, before any training",
@@ -16,7 +18,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                    "factor is always recommended.")
     p.add_argument("masks", help="folder of instance masks")
     p.add_argument("--pixel-size", type=float, help="original pixel size in µm (default: from the masks' metadata)")
-    p.add_argument("--model", choices=("unet", "stardist"), default="unet", help="network (default: unet)")
+    p.add_argument("--model", choices=NETWORKS, default="unet", help="network (default: unet)")
     p.add_argument("--depth", type=int, help="U-Net pooling steps (default 2, as the paper)")
     p.add_argument("--factors", nargs="+", metavar="F",
                    help="names or numbers, spaces or commas: 'og ds2 ds4', 'og,ds2,ds4' or '1,2,4' "

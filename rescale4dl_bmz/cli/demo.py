@@ -18,20 +18,23 @@ DEMO_TRAINING = {
 
 def add_parser(sub) -> argparse.ArgumentParser:
     from rescale4dl_bmz.cli.sweep import add_sweep_options
+    from rescale4dl_bmz.vocabulary import TASKS
 
     p = sub.add_parser("demo", help="the whole sweep on the embedded nuclei sample (no download)",
                        description="Cut stardist's embedded 512x512 nuclei image (125 annotated nuclei) into four "
                                    "quadrants, sweep factors og ds2 ds4 ds8 with tiny training budgets, choose the "
                                    "pixel size and export the model. Runs offline with Prefect's temporary API.")
-    p.add_argument("--task", choices=("semantic", "instance"), default="semantic",
+    p.add_argument("--task", choices=TASKS, default="semantic",
                    help="semantic (default): cell interior and edge classes (U-Net); instance: one outline per "
                         "cell (StarDist)")
     p.add_argument("--pretrained", action="store_true",
                    help="then sweep the exported model package over up2..ds8 without training "
                         "(the study's question for a model you already have); results in OUT/pretrained")
-    add_sweep_options(p, data=False, factors=" ".join(DEMO_FACTORS) + f" ({' '.join(PRETRAINED_FACTORS)} "
-                                                                      "with --pretrained)",
-                      training="40 steps, the demo's tiny budget")
+    add_sweep_options(p, data=False, defaults={
+        "out": "rescale4dl_demo",
+        "factors": f"{' '.join(DEMO_FACTORS)} ({' '.join(PRETRAINED_FACTORS)} with --pretrained)",
+        "training.epochs": "40 steps, the demo's tiny budget",
+        "training.architecture.base_filters": "8, the demo's tiny network"})
     return p
 
 

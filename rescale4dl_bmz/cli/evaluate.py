@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from rescale4dl_bmz.vocabulary import CROPS, TASKS
+
 
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
@@ -14,7 +16,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                     "with the masks, or a gt/ or pred/ sub-folder). Masks pair by file name.")
     p.add_argument("gt_dir", metavar="GT_DIR", help="ground-truth masks (or one sub-folder per factor)")
     p.add_argument("pred_dir", metavar="PRED_DIR", help="predicted masks, same names (or one sub-folder per factor)")
-    p.add_argument("--task", required=True, choices=("semantic", "instance"),
+    p.add_argument("--task", required=True, choices=TASKS,
                    help="semantic: 0/1/2 masks (background, inner, edge); instance: object labels")
     p.add_argument("--out", required=True, help="output folder for the CSV tables")
     p.add_argument("--factor", "--factors", dest="factor", nargs="+", metavar="F",
@@ -26,7 +28,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="time to acquire one field, for throughput = field area / object area / tau (default 1)")
     p.add_argument("--native-gt", metavar="DIR",
                    help="original ground truth: also evaluate on the original grid ('native')")
-    p.add_argument("--crop", choices=("topleft", "center"), default="topleft",
+    p.add_argument("--crop", choices=CROPS, default="topleft",
                    help="where the ladder cropped the original field (with --native-gt; default topleft)")
     p.add_argument("--conditions", metavar="CSV",
                    help="image,condition table with two conditions: diameter difference per factor "

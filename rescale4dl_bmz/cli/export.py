@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from rescale4dl_bmz.vocabulary import CRITERIA, DEFAULT_CRITERION
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from rescale4dl_bmz.decide.select import DEFAULT_CRITERION
-    from rescale4dl_bmz.vocabulary import CRITERIA
-
     p = subparsers.add_parser(
         "export", help="bioimage.io (deepImageJ) package of the chosen factor's model",
         description="Write a bioimage.io spec 0.5 model package (Keras and TensorFlow SavedModel weights, "

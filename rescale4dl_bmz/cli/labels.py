@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rescale4dl_bmz.vocabulary import LABEL_STYLES
+
 
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
@@ -17,7 +19,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                     "else Debian's ij.jar under a private Xvfb) and gives the same result, pixel for pixel.")
     p.add_argument("masks", help="folder of instance masks (.tif/.tiff/.png)")
     p.add_argument("--out", required=True, help="output folder (not inside MASKS)")
-    p.add_argument("--style", choices=("deepbacs", "inner"), default="deepbacs", help="edge rule (default: deepbacs)")
+    p.add_argument("--style", choices=LABEL_STYLES, default="deepbacs",
+                   help="edge rule (default: deepbacs)")
     p.add_argument("--engine", choices=("python", "imagej"), default="python",
                    help="who computes the labels (default: python; imagej needs Java)")
     p.add_argument("--fiji", help="Fiji installation folder for --engine imagej (default: env RESCALE4DL_FIJI, "

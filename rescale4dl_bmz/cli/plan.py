@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from rescale4dl_bmz.vocabulary import CRITERIA, DEFAULT_CRITERION
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from rescale4dl_bmz.decide.select import DEFAULT_CRITERION
-    from rescale4dl_bmz.vocabulary import CRITERIA
-
     p = subparsers.add_parser(
         "plan", help="objects and data per field and per hour at each factor's pixel size",
         description="Acquisition planner: per factor, objects per field of view, objects per hour, "

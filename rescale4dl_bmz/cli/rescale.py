@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from rescale4dl_bmz.vocabulary import CROPS, MODES
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -21,13 +23,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--factors", nargs="+", metavar="F", default=None,
                    help="names or numbers, spaces or commas: 'og ds2 ds4', 'og,ds2,ds4' or '0.5,1,2' "
                         "(default: up4 up2 og ds2 ds4 ds8 ds16)")
-    p.add_argument("--mode", choices=("aligned", "rescale4dl"), default="aligned",
+    p.add_argument("--mode", choices=MODES, default="aligned",
                    help="aligned (default): image and mask on one grid; rescale4dl: the original recipe")
     p.add_argument("--pixel-size", type=float, default=None, metavar="UM",
                    help="original pixel size in micrometres (default: from the files, else unknown)")
     p.add_argument("--channel", type=int, default=None, metavar="N",
                    help="channel to use in multichannel/RGB images (0-based)")
-    p.add_argument("--crop", choices=("topleft", "center"), default="topleft",
+    p.add_argument("--crop", choices=CROPS, default="topleft",
                    help="where the crop to a multiple of the coarsest factor keeps the image (default topleft)")
     return p
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from rescale4dl_bmz.vocabulary import CRITERIA, DEFAULT_CRITERION
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from rescale4dl_bmz.decide.select import DEFAULT_ALPHA, DEFAULT_CRITERION
-    from rescale4dl_bmz.vocabulary import CRITERIA
+    from rescale4dl_bmz.decide.select import DEFAULT_ALPHA
 
     p = subparsers.add_parser(
         "select", help="choose the factor and pixel size after a sweep",

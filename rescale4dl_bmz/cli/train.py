@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 
 from rescale4dl_bmz.errors import InputError
+from rescale4dl_bmz.models.config import TrainingOptions
+from rescale4dl_bmz.vocabulary import LABEL_STYLES, NETWORK_FOR_TASK, TASKS
 
 # CLI option -> TrainConfig field (architecture options are collected separately)
 _FIELDS = {"factor": "factor", "pixel_size": "pixel_size_um", "patch_size": "patch_size",
@@ -29,12 +31,6 @@ def min_foreground(text: str) -> float | str:
     return value
 
 
-def add_min_foreground_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--min-foreground", type=min_foreground, metavar="SHARE|auto",
-                   help="U-Net: train on patches with at least this share of object pixels. Default 'auto': "
-                        "the paper's 0.05, lowered to half the data's own object share on sparse data")
-
-
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "train", help="train a U-Net (semantic) or StarDist (instance) model on one dataset",
@@ -42,7 +38,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "folder MODEL is written atomically: it appears only when training has finished.")
     p.add_argument("images", type=Path, help="folder of 2D images (.tif/.tiff/.png)")
     p.add_argument("masks", type=Path, help="folder of instance masks with the same file names")
-    p.add_argument("--task", required=True, choices=("semantic", "instance"),
+    p.add_argument("--task", required=True, choices=TASKS,
                    help="semantic: multilabel U-Net (0 background / 1 inner / 2 edge); instance: StarDist 2D")
     p.add_argument("--out", required=True, type=Path, metavar="MODEL", help="model folder to create")
     budget = p.add_mutually_exclusive_group()
@@ -56,7 +52,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--channel", type=int, help="channel of multichannel images")
     p.add_argument("--masks-are-semantic", action="store_true",
                    help="MASKS already hold 0/1/2 labels (semantic task) instead of instance labels")
-    p.add_argument("--label-style", help="edge style used to derive 0/1/2 labels (deepbacs, inner)")
+    p.add_argument("--label-style", choices=LABEL_STYLES, help="edge style used to derive 0/1/2 labels")
     p.add_argument("--depth", type=int, help="pooling steps (U-Net default 2, StarDist 3)")
     p.add_argument("--base-filters", type=int, help="filters of the first level (U-Net 64, StarDist 32)")
     p.add_argument("--n-rays", type=int, help="StarDist rays (default 32)")
@@ -68,7 +64,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--learning-rate", type=float, metavar="LR",
                    help="optimiser step size (default 0.0001 for the U-Net, 0.0003 for StarDist)")
     p.add_argument("--validation-fraction", type=float, help="share of images (or patches) to validate on (0.1)")
-    add_min_foreground_option(p)
+    p.add_argument("--min-foreground", type=min_foreground, metavar="SHARE|auto",
+                   help=TrainingOptions.model_fields["min_foreground_fraction"].description)
     p.add_argument("--early-stopping", type=int, metavar="EPOCHS",
                    help="stop after this many epochs without improvement")
     p.add_argument("--no-augment", action="store_true", help="turn augmentation off")
@@ -99,7 +96,7 @@ def build_config(args: argparse.Namespace):
     arch = {k: getattr(args, opt) for opt, k in _ARCH.items() if getattr(args, opt, None) is not None}
     if arch or "architecture" in data:
         given = dict(data.get("architecture") or {})
-        kind = given.get("kind", "stardist" if args.task == "instance" else "unet")
+        kind = given.get("kind", NETWORK_FOR_TASK[args.task])
         data["architecture"] = {**given, "kind": kind, **arch}
     return config_from_dict(data, "training options")
 

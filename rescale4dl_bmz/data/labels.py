@@ -27,9 +27,9 @@ import numpy as np
 
 from rescale4dl_bmz.errors import InputError
 from rescale4dl_bmz.data.label_arrays import check_labels
+from rescale4dl_bmz.vocabulary import LABEL_STYLES
 
 BACKGROUND, INNER, EDGE = 0, 1, 2
-STYLES = ("deepbacs", "inner")
 
 
 def _as_labels(mask: np.ndarray, what: str = "mask") -> np.ndarray:
@@ -102,8 +102,8 @@ def inner_boundaries(mask: np.ndarray) -> np.ndarray:
 
 def instance_to_semantic(mask: np.ndarray, style: str = "deepbacs") -> np.ndarray:
     """Instance labels -> uint8 0 background / 1 inner / 2 edge (see the module docstring)."""
-    if style not in STYLES:
-        raise InputError(f"unknown edge style {style!r}; choose one of {', '.join(STYLES)}")
+    if style not in LABEL_STYLES:
+        raise InputError(f"unknown edge style {style!r}; choose one of {', '.join(LABEL_STYLES)}")
     labels = _as_labels(mask)
     if style == "deepbacs":
         return _deepbacs(labels)
@@ -197,8 +197,8 @@ def semantic_to_instances(semantic: np.ndarray, min_size: int = 10, *, h: float 
 
     if flood not in ("inner", "cells"):
         raise InputError(f"unknown flood region {flood!r}; choose 'inner' or 'cells'")
-    if style not in STYLES:
-        raise InputError(f"unknown edge style {style!r}; choose one of {', '.join(STYLES)}")
+    if style not in LABEL_STYLES:
+        raise InputError(f"unknown edge style {style!r}; choose one of {', '.join(LABEL_STYLES)}")
     if min_size < 0:
         raise InputError(f"min_size must be >= 0, got {min_size}")
     semantic = np.asarray(semantic)

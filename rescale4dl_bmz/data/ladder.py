@@ -31,7 +31,8 @@ from rescale4dl_bmz.files.dataset import (ItemInfo, Pair, dataset_pixel_size, en
                       read_pair, write_json, write_text, write_tiff)
 from rescale4dl_bmz.errors import InputError
 from rescale4dl_bmz.factors import Factor, coarsest_step, crop_slices, parse_factor, parse_factors
-from rescale4dl_bmz.data.rescale import MODES, compare_labels, present_labels, rescale_pair
+from rescale4dl_bmz.data.rescale import compare_labels, present_labels, rescale_pair
+from rescale4dl_bmz.vocabulary import MODES
 
 __all__ = ["build_ladder", "write_factor", "crop_box", "rescale_pair", "SETTINGS_FILE"]
 

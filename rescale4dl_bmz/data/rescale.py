@@ -32,8 +32,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 from rescale4dl_bmz.errors import InputError
 from rescale4dl_bmz.data.label_arrays import check_labels
 from rescale4dl_bmz.factors import Factor, parse_factor
+from rescale4dl_bmz.vocabulary import MODES
 
-MODES = ("aligned", "rescale4dl")
 KEYS_A = -0.5  # Catmull-Rom = the Keys cubic with a = -0.5
 
 

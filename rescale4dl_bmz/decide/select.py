@@ -35,12 +35,11 @@ from rescale4dl_bmz.decide import select_text
 from rescale4dl_bmz.decide.equivalence import argbest, select_equivalence
 from rescale4dl_bmz.errors import InputError
 from rescale4dl_bmz.factors import parse_factor
-from rescale4dl_bmz.vocabulary import CRITERIA
+from rescale4dl_bmz.vocabulary import CRITERIA, DEFAULT_CRITERION
 
 if TYPE_CHECKING:
     import pandas as pd
 
-DEFAULT_CRITERION = "coarsest-equivalent"
 DEFAULT_ALPHA = 0.05
 # below this best mean IoU the networks have not learned the task: a ranking says nothing
 MIN_USEFUL_IOU = 0.2

@@ -28,12 +28,12 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from rescale4dl_bmz.errors import InputError
+from rescale4dl_bmz.errors import InputError, describe_validation_error
 from rescale4dl_bmz.factors import parse_factor
+from rescale4dl_bmz.vocabulary import ON_CHANGE, TASKS
 
 log = logging.getLogger("rescale4dl.run_folder")
 
-TASKS = ("semantic", "instance")
 SUMMARY_REQUIRED = ("factor", "iou_mean")
 COVER_FIGURES = ("iou_vs_coverage.png", "iou_vs_pixel_coverage.png", "iou_boxplot.png")
 
@@ -148,7 +148,6 @@ RECORD_FORMAT = 1
 RESULT_KEYS = ("images", "masks", "task", "pixel_size_um", "channel", "factors", "mode", "crop", "label_style",
                "label_source", "test_images", "test_fraction", "seed", "training", "model")
 TABLE_FILES = ("summary.csv", "per_image.csv", "per_object.csv", "selection.json")
-ON_CHANGE = ("refuse", "restart", "extend")
 
 
 class FileStamp(BaseModel):
@@ -215,7 +214,7 @@ def read_record(run_dir: str | Path) -> RunRecord | None:
     try:
         return RunRecord.model_validate(read_json_object(path))
     except ValidationError as exc:
-        raise InputError(f"{path}: not a valid run record ({exc.errors()[0]['msg']}); "
+        raise InputError(f"{path}: not a valid run record ({describe_validation_error(exc)}); "
                          "start over with --restart") from None
 
 

@@ -307,10 +307,10 @@ class ImageJ:
         """
         import tifffile
 
-        from rescale4dl_bmz.data.labels import STYLES
+        from rescale4dl_bmz.vocabulary import LABEL_STYLES
 
-        if style not in STYLES:
-            raise InputError(f"unknown edge style {style!r}; choose one of {', '.join(STYLES)}")
+        if style not in LABEL_STYLES:
+            raise InputError(f"unknown edge style {style!r}; choose one of {', '.join(LABEL_STYLES)}")
         mask = _exchange_array(mask, name)
         self.start()
         src, dst = self._tmp / "labels_in.tif", self._tmp / "labels_out.tif"
@@ -420,10 +420,10 @@ def labels_folder_imagej(masks_dir: str | Path, out_dir: str | Path, style: str 
     All masks are validated before anything is written; OUT may not lie inside MASKS.
     """
     from rescale4dl_bmz.files.dataset import ensure_outside, list_images, read_mask, read_pixel_size, write_tiff
-    from rescale4dl_bmz.data.labels import STYLES
+    from rescale4dl_bmz.vocabulary import LABEL_STYLES
 
-    if style not in STYLES:
-        raise InputError(f"unknown edge style {style!r}; choose one of {', '.join(STYLES)}")
+    if style not in LABEL_STYLES:
+        raise InputError(f"unknown edge style {style!r}; choose one of {', '.join(LABEL_STYLES)}")
     ensure_outside(out_dir, masks_dir)
     files = list_images(masks_dir, "mask folder")
     _check_unique_stems(files)

@@ -44,10 +44,8 @@ from rescale4dl_bmz.metrics import (bytes_per_object, crop_iou_rescale4dl, finit
 from rescale4dl_bmz.metrics._checks import as_label_image, check_same_shape
 from rescale4dl_bmz.metrics.instance import index_labels
 from rescale4dl_bmz.metrics.semantic import binary_iou
+from rescale4dl_bmz.vocabulary import CROPS, GRIDS, TASKS
 
-TASKS = ("semantic", "instance")
-GRIDS = ("sampled", "native")
-CROPS = ("topleft", "center")
 DIAMETERS = {"width": "width", "equivalent": "equivalent_diameter", "equivalent_diameter": "equivalent_diameter",
              "inscribed": "max_inscribed_diameter"}
 SEMANTIC_CLASSES = {"iou_inner": "inner", "iou_edge": "edge"}

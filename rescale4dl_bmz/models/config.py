@@ -1,9 +1,10 @@
 """Training configuration: one validated pydantic model per concern, unknown keys are errors.
 
-`TrainConfig` holds everything a training run needs and is saved, fully resolved, as the
-model folder's `config.json`. Fields left `None` take the paper's value for the task when the
-run starts (`resolve`): U-Net batch 5, lr 1e-4, patches 512 px at og; StarDist batch 2,
-lr 3e-4, patches 2048 px at og; 1000 epochs for both.
+`TrainingOptions` are the choices a person makes (a sweep's `training:` section); `TrainConfig`
+adds what the data decide (task, factor, pixel size), holds everything a training run needs and
+is saved, fully resolved, as the model folder's `config.json`. Fields left `None` take the
+paper's value for the task when the run starts (`with_defaults`): U-Net batch 5, lr 1e-4,
+patches 512 px at og; StarDist batch 2, lr 3e-4, patches 2048 px at og; 1000 epochs for both.
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from rescale4dl_bmz.errors import InputError
+from rescale4dl_bmz.errors import InputError, describe_validation_error
 from rescale4dl_bmz.factors import parse_factor
-
-TASKS = ("semantic", "instance")
+from rescale4dl_bmz.vocabulary import NETWORK_FOR_TASK, LabelStyle, Task
 
 
 class _Strict(BaseModel):
@@ -27,7 +27,7 @@ class UNetArch(_Strict):
 
     kind: Literal["unet"] = "unet"
     depth: int = Field(2, ge=1, le=5)
-    base_filters: int = Field(64, ge=1, le=512)
+    base_filters: int = Field(64, ge=1, le=512, description="network width: filters of the first layer")
     n_labels: int = Field(3, ge=2, le=255)
     dropout: float = Field(0.5, ge=0.0, lt=1.0)
     dropout_from_level: int = Field(3, ge=0, description="levels >= this get dropout (512/1024 filters at base 64)")
@@ -40,7 +40,7 @@ class StarDistArch(_Strict):
     n_rays: int = Field(32, ge=4, le=256)
     grid: int = Field(2, ge=1, le=8)
     depth: int = Field(3, ge=1, le=5)
-    base_filters: int = Field(32, ge=1, le=512)
+    base_filters: int = Field(32, ge=1, le=512, description="network width: filters of the first layer")
     conv_after_unet: int = Field(128, ge=0, le=1024)
 
     @field_validator("grid")
@@ -84,26 +84,26 @@ class Augmentation(_Strict):
         return v
 
 
-class TrainConfig(_Strict):
-    """Everything one training run needs; saved resolved as MODEL/config.json."""
+class TrainingOptions(_Strict):
+    """The training options a person chooses: every `TrainConfig` field except the three the data
+    decide (task, factor, pixel size). A sweep's `training:` section is one of these."""
 
-    task: Literal["semantic", "instance"]
-    architecture: Architecture = None  # type: ignore[assignment]  # default follows the task
-    factor: str = "og"
-    pixel_size_um: float | None = Field(None, gt=0)
+    architecture: Architecture | None = None  # None: the task's network (`NETWORK_FOR_TASK`)
     # patch size: explicit side in px at this factor, or the rule base / scale capped at max
     patch_size: int | None = Field(None, ge=8)
     base_patch_size: int | None = Field(None, ge=8, description="patch side at og for the same-FOV rule")
     max_patch_size: int | None = Field(None, ge=8)
     # patches kept for the U-Net: at least this share of foreground pixels; "auto" = the paper's
     # 5 %, lowered on sparse data to half the data's own foreground share (see patches.auto_min_foreground)
-    min_foreground_fraction: Annotated[float, Field(ge=0.0, le=1.0)] | Literal["auto"] = "auto"
+    min_foreground_fraction: Annotated[float, Field(ge=0.0, le=1.0)] | Literal["auto"] = Field(
+        "auto", description="U-Net: train on patches with at least this share of object pixels. Default 'auto': "
+                            "the paper's 0.05, lowered to half the data's own object share on sparse data")
     validation_fraction: float = Field(0.1, gt=0.0, lt=1.0)
     # optimisation and budget
     batch_size: int | None = Field(None, ge=1)
     learning_rate: float | None = Field(None, gt=0.0, le=1.0)
-    epochs: int | None = Field(None, ge=1)
-    steps: int | None = Field(None, ge=1, description="total optimiser steps (instead of epochs)")
+    epochs: int | None = Field(None, ge=1, description="training length in passes over the training patches")
+    steps: int | None = Field(None, ge=1, description="training length in optimiser steps (instead of --epochs)")
     steps_per_epoch: int | None = Field(None, ge=1, description="default: one pass over the training patches")
     reduce_lr_factor: float = Field(0.5, gt=0.0, lt=1.0)
     reduce_lr_patience: int = Field(20, ge=1)
@@ -112,7 +112,7 @@ class TrainConfig(_Strict):
     normalization: Normalization = Normalization()
     augmentation: Augmentation = Augmentation()
     # labels
-    label_style: str = "deepbacs"
+    label_style: LabelStyle = "deepbacs"
     masks_are_semantic: bool = False
     # StarDist thresholds search (on the validation split)
     nms_thresholds: tuple[float, ...] = (0.3, 0.4, 0.5)
@@ -123,12 +123,44 @@ class TrainConfig(_Strict):
         None, description="TensorFlow op determinism while training; None: on without a GPU, off with one "
                           "(some GPU kernels have no deterministic version)")
 
+    @model_validator(mode="after")
+    def _budget_and_patch(self):
+        if self.epochs is not None and self.steps is not None:
+            raise ValueError("give a budget in epochs or in steps, not both")
+        arch = self.architecture
+        if arch is not None and self.patch_size is not None and self.patch_size % divisor(arch):
+            raise ValueError(f"patch_size {self.patch_size} is not divisible by {divisor(arch)} "
+                             f"(2^depth{' x grid' if arch.kind == 'stardist' else ''})")
+        return self
+
+    def given(self) -> dict:
+        """The options set explicitly, as JSON data (what a person wrote; the architecture keeps
+        its `kind`): a sweep's record and config.yaml hold these, not every default."""
+        data = self.model_dump(mode="json", exclude_unset=True)
+        if self.architecture is not None:
+            data["architecture"] = {"kind": self.architecture.kind, **data.get("architecture", {})}
+        return data
+
+
+def divisor(arch: UNetArch | StarDistArch) -> int:
+    """Patch and tile sides must be multiples of this (2^depth, times the StarDist grid)."""
+    return 2 ** arch.depth * (arch.grid if arch.kind == "stardist" else 1)
+
+
+class TrainConfig(TrainingOptions):
+    """Everything one training run needs; saved resolved as MODEL/config.json."""
+
+    task: Task
+    architecture: Architecture = None  # type: ignore[assignment]  # default follows the task
+    factor: str = "og"
+    pixel_size_um: float | None = Field(None, gt=0)
+
     @model_validator(mode="before")
     @classmethod
     def _default_architecture(cls, data):
         if isinstance(data, dict) and data.get("architecture") is None:
             data = dict(data)
-            data["architecture"] = {"kind": "stardist" if data.get("task") == "instance" else "unet"}
+            data["architecture"] = {"kind": NETWORK_FOR_TASK.get(data.get("task"), "unet")}
         return data
 
     @field_validator("factor")
@@ -140,21 +172,14 @@ class TrainConfig(_Strict):
             raise ValueError(str(exc)) from None
 
     @model_validator(mode="after")
-    def _consistent(self):
-        arch = self.architecture
-        if self.task == "semantic" and arch.kind != "unet":
-            raise ValueError("task 'semantic' needs the 'unet' architecture")
-        if self.task == "instance" and arch.kind != "stardist":
-            raise ValueError("task 'instance' needs the 'stardist' architecture")
+    def _fits_the_task(self):
+        arch, network = self.architecture, NETWORK_FOR_TASK[self.task]
+        if arch.kind != network:
+            raise ValueError(f"task {self.task!r} needs the {network!r} architecture")
         if self.task == "instance" and self.masks_are_semantic:
             raise ValueError("masks_are_semantic applies to the semantic task only")
         if self.task == "semantic" and not self.masks_are_semantic and arch.n_labels != 3:
             raise ValueError(f"labels derived from instance masks are 0/1/2: n_labels must be 3, not {arch.n_labels}")
-        if self.epochs is not None and self.steps is not None:
-            raise ValueError("give a budget in epochs or in steps, not both")
-        if self.patch_size is not None and self.patch_size % self.divisor:
-            raise ValueError(f"patch_size {self.patch_size} is not divisible by {self.divisor} "
-                             f"(2^depth{' x grid' if arch.kind == 'stardist' else ''})")
         return self
 
     # ------------------------------------------------------------------ derived values
@@ -162,8 +187,7 @@ class TrainConfig(_Strict):
     @property
     def divisor(self) -> int:
         """Patch and tile sides must be multiples of this (2^depth, times the StarDist grid)."""
-        arch = self.architecture
-        return 2 ** arch.depth * (arch.grid if arch.kind == "stardist" else 1)
+        return divisor(self.architecture)
 
     @property
     def is_unet(self) -> bool:
@@ -189,7 +213,7 @@ def make_config(task: str, **options) -> TrainConfig:
     try:
         return TrainConfig(task=task, **{k: v for k, v in options.items() if v is not None})
     except ValidationError as exc:
-        raise InputError(f"invalid training configuration: {_describe(exc)}") from None
+        raise InputError(f"invalid training configuration: {describe_validation_error(exc)}") from None
 
 
 def config_from_dict(data: dict, source: str = "configuration") -> TrainConfig:
@@ -197,12 +221,4 @@ def config_from_dict(data: dict, source: str = "configuration") -> TrainConfig:
     try:
         return TrainConfig.model_validate(data)
     except ValidationError as exc:
-        raise InputError(f"{source}: invalid training configuration: {_describe(exc)}") from None
-
-
-def _describe(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "config"
-        parts.append(f"{where}: {err['msg']}")
-    return "; ".join(parts)
+        raise InputError(f"{source}: invalid training configuration: {describe_validation_error(exc)}") from None

@@ -13,7 +13,7 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from rescale4dl_bmz.errors import InputError
+from rescale4dl_bmz.errors import InputError, describe_validation_error
 
 DEFAULT_AUTHOR = "rescale4dl_bmz user"
 DEFAULT_VERSION = "0.1.0"
@@ -168,5 +168,4 @@ def make_metadata(source: str = "export options", **fields) -> PackageMetadata:
     try:
         return PackageMetadata(**{k: v for k, v in fields.items() if v is not None})
     except ValidationError as exc:
-        msg = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise InputError(f"{source}: invalid package metadata: {msg}") from None
+        raise InputError(f"{source}: invalid package metadata: {describe_validation_error(exc)}") from None
