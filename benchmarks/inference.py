@@ -24,7 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rescale4dl_bmz.files.dataset import read_image, read_mask  # noqa: E402
+from rescale4dl_bmz.files.images import read_image, read_mask  # noqa: E402
 from rescale4dl_bmz.factors import coarsest_step, crop_slices, parse_factors  # noqa: E402
 from rescale4dl_bmz.data.rescale import rescale_image, rescale_mask  # noqa: E402
 from rescale4dl_bmz.vocabulary import TASKS  # noqa: E402

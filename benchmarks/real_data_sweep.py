@@ -32,7 +32,7 @@ import pandas as pd
 
 from rescale4dl_bmz.decide.advise import recommended_range
 from rescale4dl_bmz.sweep.config import make_sweep_config
-from rescale4dl_bmz.files.dataset import read_image, read_mask, read_pixel_size, write_tiff
+from rescale4dl_bmz.files.images import read_image, read_mask, read_pixel_size, write_tiff
 from rescale4dl_bmz.factors import parse_factor
 from rescale4dl_bmz.sweep.flow import run_sweep
 

@@ -9,7 +9,7 @@ from skimage.measure import regionprops
 from rescale4dl_bmz.decide.advise import advise, object_size_measure, receptive_field, recommended_range
 from rescale4dl_bmz.decide.advise_text import no_window_advice
 from rescale4dl_bmz.cli.main import main
-from rescale4dl_bmz.files.dataset import read_mask
+from rescale4dl_bmz.files.images import read_mask
 from rescale4dl_bmz.factors import default_ladder, parse_factor
 
 

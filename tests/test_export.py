@@ -22,7 +22,7 @@ FACTOR = "ds2"
 
 @pytest.fixture(scope="module")
 def saureus_ds2(shared_data):
-    from rescale4dl_bmz.files.dataset import read_image, read_mask, read_pixel_size
+    from rescale4dl_bmz.files.images import read_image, read_mask, read_pixel_size
     from rescale4dl_bmz.data.rescale import rescale_pair
 
     folder = shared_data / "saureus_crop"
@@ -55,7 +55,7 @@ def write_run(root, task, pixel, *, statuses=("done", "done")):
 
 def trained_run(root, task, data, *, known_pixel=True):
     """write_run + a real (tiny) model trained on ds2 tiles + the ds2 image (and mask) at ds2."""
-    from rescale4dl_bmz.files.dataset import write_tiff
+    from rescale4dl_bmz.files.images import write_tiff
     from rescale4dl_bmz.models import make_config, train_model
 
     image, mask, pixel = data
@@ -219,7 +219,7 @@ def test_semantic_package_axes_carry_recommended_pixel_size(semantic_packages):
 
 
 def test_semantic_package_ships_the_postprocessing_macro(semantic_packages):
-    from rescale4dl_bmz.imagej.bridge import macro_path
+    from rescale4dl_bmz.imagej.install import macro_path
 
     descr = load(semantic_packages["bioimageio"])
     post = descr.config.model_dump()["deepimagej"]["prediction"]["postprocess"]

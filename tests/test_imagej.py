@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from rescale4dl_bmz.cli import main as cli
-from rescale4dl_bmz.files.dataset import list_images, read_image, read_mask, read_pixel_size, write_tiff
+from rescale4dl_bmz.files.folders import list_images
+from rescale4dl_bmz.files.images import read_image, read_mask, read_pixel_size, write_tiff
 from rescale4dl_bmz.errors import InputError
 from rescale4dl_bmz.data.labels import instance_to_semantic
 from test_labels import deepbacs_loop, hand_cases, inner_loop
@@ -22,13 +23,13 @@ MASK_SETS = ("celegans_bbbc010/masks", "ecoli_colicoords/masks", "saureus_crop/m
 
 
 def _imagej_missing() -> str | None:
-    from rescale4dl_bmz.imagej.bridge import ImageJUnavailable, find_fiji, find_ij_jar, _check_tools
+    from rescale4dl_bmz.imagej.install import ImageJUnavailable, check_tools, find_fiji, find_ij_jar
 
     try:
         fiji = find_fiji()
         if fiji is None:
             find_ij_jar()
-        _check_tools(fiji)
+        check_tools(fiji)
     except (ImageJUnavailable, InputError) as exc:
         return str(exc)
     return None
@@ -210,7 +211,8 @@ def test_labels_cli_with_imagej_engine(shared_data, tmp_path, capsys):
 
 def test_missing_pieces_are_named(monkeypatch, tmp_path):
     """No JVM needed: a wrong jar, Fiji folder or missing tool gives a message that says what to do."""
-    from rescale4dl_bmz.imagej.bridge import ImageJ, ImageJUnavailable, find_fiji, find_ij_jar, macro_path
+    from rescale4dl_bmz.imagej.bridge import ImageJ
+    from rescale4dl_bmz.imagej.install import ImageJUnavailable, find_fiji, find_ij_jar, macro_path
 
     monkeypatch.setenv("RESCALE4DL_IJ_JAR", str(tmp_path / "nope.jar"))
     with pytest.raises(InputError, match="nope.jar"):

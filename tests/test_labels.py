@@ -306,7 +306,8 @@ def test_round_trip_keeps_diameters_on_real_masks(shared_data, folder, n_files):
     """Ground truth -> DeepBacs labels -> instances: widths and equivalent diameters of the
     matched objects agree with the ground truth's within 1 px (the default flood takes the edge
     back); flooding the inner class alone is biased low by about one edge width."""
-    from rescale4dl_bmz.files.dataset import list_images, read_mask
+    from rescale4dl_bmz.files.folders import list_images
+    from rescale4dl_bmz.files.images import read_mask
     from rescale4dl_bmz.metrics import match_instances
     from rescale4dl_bmz.metrics.instance import index_labels
     from rescale4dl_bmz.metrics.morphology import object_morphology

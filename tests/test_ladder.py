@@ -12,7 +12,7 @@ import pytest
 import tifffile
 
 from rescale4dl_bmz.cli.main import main
-from rescale4dl_bmz.files.dataset import read_mask, read_pixel_size
+from rescale4dl_bmz.files.images import read_mask, read_pixel_size
 from rescale4dl_bmz.data.ladder import build_ladder
 from rescale4dl_bmz.data.rescale import rescale_mask
 

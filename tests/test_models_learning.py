@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rescale4dl_bmz.files.dataset import read_image, read_mask
+from rescale4dl_bmz.files.images import read_image, read_mask
 from rescale4dl_bmz.models import load_model, make_config, train_model
 
 HELD_OUT = ("01", "02", "03", "04")

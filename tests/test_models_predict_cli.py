@@ -9,7 +9,7 @@ import pytest
 import tifffile
 
 from rescale4dl_bmz.cli.main import main
-from rescale4dl_bmz.files.dataset import read_pixel_size, write_tiff
+from rescale4dl_bmz.files.images import read_pixel_size, write_tiff
 
 
 @pytest.fixture(scope="module")

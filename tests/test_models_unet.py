@@ -181,7 +181,7 @@ def test_split_by_patch_for_few_images_and_errors():
 def test_sparse_real_data_trains_with_the_adaptive_threshold(shared_data):
     """E. coli fields hold a few cells (about 4 % foreground): the paper's fixed 5 % rejected every
     whole-image patch; the adaptive rule keeps the images with cells and drops the empty ones."""
-    from rescale4dl_bmz.files.dataset import read_mask
+    from rescale4dl_bmz.files.images import read_mask
     from rescale4dl_bmz.models.patches import auto_min_foreground
 
     folder = shared_data / "ecoli_colicoords" / "masks"

@@ -24,7 +24,7 @@ SHAPE = (200, 312)  # no package's test tensor has this shape
 
 @pytest.fixture(scope="module")
 def saureus(shared_data):
-    from rescale4dl_bmz.files.dataset import read_image, read_mask, read_pixel_size
+    from rescale4dl_bmz.files.images import read_image, read_mask, read_pixel_size
     from rescale4dl_bmz.data.rescale import rescale_pair
 
     folder = shared_data / "saureus_crop"
@@ -54,7 +54,7 @@ def _run_folder(root: Path, task: str, pixel: float) -> Path:
 
 def _package(tmp: Path, task: str, data: dict) -> dict:
     """Train a tiny model on four ds2 tiles and export it as the toolkit does (bioimageio variant)."""
-    from rescale4dl_bmz.files.dataset import write_tiff
+    from rescale4dl_bmz.files.images import write_tiff
     from rescale4dl_bmz.bioimageio.export import export_package
     from rescale4dl_bmz.models import make_config, train_model
 

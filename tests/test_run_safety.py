@@ -322,7 +322,7 @@ def test_labels_and_rescale_check_every_mask_before_writing(demo, tmp_path, caps
 # ----------------------------------------------------------------------------- mask plausibility (item 4)
 
 def test_intensity_images_are_refused_as_masks_in_under_a_second(shared_data, tmp_path, capsys):
-    from rescale4dl_bmz.files.dataset import read_image, read_instance_mask
+    from rescale4dl_bmz.files.images import read_image, read_instance_mask
 
     for name in ("saureus_crop", "ecoli_colicoords", "celegans_bbbc010"):
         for mask in sorted((shared_data / name / "masks").glob("*.tif"))[:4]:
@@ -350,7 +350,7 @@ def test_intensity_images_are_refused_as_masks_in_under_a_second(shared_data, tm
 
 def test_morphology_memory_is_bounded_whatever_the_mask(shared_data):
     """Objects are measured in batches whose packed canvas stays within a few images."""
-    from rescale4dl_bmz.files.dataset import read_mask
+    from rescale4dl_bmz.files.images import read_mask
     from rescale4dl_bmz.metrics import morphology
     from rescale4dl_bmz.metrics.instance import index_labels
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from rescale4dl_bmz.files.dataset import read_csv, write_csv
+from rescale4dl_bmz.files.text_files import read_csv, write_csv
 
 
 def test_names_survive_a_csv_round_trip(tmp_path):

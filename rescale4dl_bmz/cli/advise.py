@@ -30,7 +30,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args) -> int:
     from rescale4dl_bmz.decide.advise import advise, receptive_field, recommended_range
     from rescale4dl_bmz.decide.advise_text import no_window_advice
-    from rescale4dl_bmz.files.dataset import list_images, read_instance_mask, read_pixel_size
+    from rescale4dl_bmz.files.folders import list_images
+    from rescale4dl_bmz.files.images import read_instance_mask, read_pixel_size
     from rescale4dl_bmz.errors import InputError
     from rescale4dl_bmz.factors import parse_factors
     from rescale4dl_bmz.metrics.morphology import object_morphology

@@ -48,7 +48,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args) -> int:
     import logging
 
-    from rescale4dl_bmz.files.dataset import ensure_outside
+    from rescale4dl_bmz.files.folders import ensure_outside
     from rescale4dl_bmz.errors import InputError
     from rescale4dl_bmz.metrics.summaries import condition_effects, summarize
     from rescale4dl_bmz.files.evaluation_folders import evaluate_folders, read_conditions, write_table

@@ -32,24 +32,23 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args) -> int:
     from pathlib import Path
 
-    from rescale4dl_bmz.files.dataset import ensure_outside, list_images, read_instance_mask, read_mask, read_pixel_size, write_tiff
     from rescale4dl_bmz.errors import InputError
+    from rescale4dl_bmz.files.folders import ensure_outside, images_by_stem
+    from rescale4dl_bmz.files.images import read_instance_mask, read_mask, read_pixel_size, write_tiff
 
     if args.fiji and args.engine != "imagej":
         raise InputError("--fiji applies to --engine imagej only")
     if not args.timeout > 0:
         raise InputError(f"--timeout must be positive, got {args.timeout}")
     ensure_outside(args.out, args.masks)
-    files = list_images(args.masks, "mask folder")
-    stems: dict[str, Path] = {}
-    for f in files:  # validate everything before writing anything (outputs are named by stem)
-        if f.stem in stems:
-            raise InputError(f"{f}: same name as {stems[f.stem]}; outputs would collide")
-        stems[f.stem] = f
+    files = list(images_by_stem(args.masks, "mask folder").values())  # outputs are named by stem
+    for f in files:  # validate everything before writing anything
         read_instance_mask(f)
         read_pixel_size(f)
     if args.engine == "imagej":
-        from rescale4dl_bmz.imagej.bridge import ImageJError, ImageJUnavailable, labels_folder_imagej
+        from rescale4dl_bmz.imagej.batch import labels_folder_imagej
+        from rescale4dl_bmz.imagej.bridge import ImageJError
+        from rescale4dl_bmz.imagej.install import ImageJUnavailable
 
         try:
             written = labels_folder_imagej(args.masks, args.out, args.style, fiji=args.fiji, timeout=args.timeout)

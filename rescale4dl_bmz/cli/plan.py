@@ -26,7 +26,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from rescale4dl_bmz.files.dataset import write_text
+    from rescale4dl_bmz.files.text_files import write_text
     from rescale4dl_bmz.errors import InputError
     from rescale4dl_bmz.factors import parse_factor
     from rescale4dl_bmz.decide.plan import plan_acquisition, plan_areas, plan_density, plan_parse_camera
@@ -37,7 +37,7 @@ def run(args) -> int:
     camera = plan_parse_camera(args.camera)
     import math
 
-    from rescale4dl_bmz.files.dataset import check_output_file
+    from rescale4dl_bmz.files.folders import check_output_file
 
     if not (math.isfinite(args.tau) and args.tau > 0):
         raise InputError(f"--tau must be a positive finite number of seconds, got {args.tau}")

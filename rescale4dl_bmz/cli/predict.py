@@ -42,7 +42,8 @@ def check_output_names(files: list[Path]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rescale4dl_bmz.files.dataset import ensure_outside, list_images, read_image, read_pixel_size, write_tiff
+    from rescale4dl_bmz.files.folders import ensure_outside, list_images
+    from rescale4dl_bmz.files.images import read_image, read_pixel_size, write_tiff
 
     if args.tile_size is not None and args.tile_size < 16:
         raise InputError(f"--tile-size {args.tile_size} is too small (at least 16 px)")

@@ -33,7 +33,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from rescale4dl_bmz.files.dataset import check_output_file, write_json
+    from rescale4dl_bmz.files.folders import check_output_file
+    from rescale4dl_bmz.files.text_files import write_json
     from rescale4dl_bmz.decide.select import select_factor
     from rescale4dl_bmz.decide.select_text import select_format
     from rescale4dl_bmz.files.run_folder import load_run

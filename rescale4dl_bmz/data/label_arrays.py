@@ -1,4 +1,5 @@
-"""The one check every label array goes through: 2D, whole numbers, never negative."""
+"""Label arrays: the one check every label array goes through (2D, whole numbers, never
+negative) and the one rule for the integer type labels are kept in (never wraps)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,25 @@ def check_labels(labels, what: str = "labels") -> np.ndarray:
     if a.size and not np.issubdtype(a.dtype, np.unsignedinteger) and a.min() < 0:
         raise InputError(f"{what} has negative values (min {a.min()}); labels must be >= 0")
     return a.astype(np.int64) if np.issubdtype(a.dtype, np.floating) else a
+
+
+def label_dtype(max_label: int, at_least: type = np.uint8) -> type:
+    """The smallest of uint8/uint16/uint32, no smaller than `at_least`, that holds `max_label`.
+
+    Labels above 2^32 - 1 are refused: TIFF readers (ImageJ included) stop at 32 bits, and a
+    cast would wrap. `at_least=np.uint16` is the mask-file format of the ladder and of
+    predicted instances (uint16, uint32 when the labels need it).
+    """
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if np.iinfo(dtype).max >= np.iinfo(at_least).max and max_label <= np.iinfo(dtype).max:
+            return dtype
+    raise InputError(f"mask label {max_label} does not fit 32 bits")
+
+
+def compact_labels(labels: np.ndarray, at_least: type = np.uint8) -> np.ndarray:
+    """Non-negative integer labels in their `label_dtype` (no copy when already in it)."""
+    top = int(labels.max()) if labels.size else 0
+    return labels.astype(label_dtype(top, at_least), copy=False)
 
 
 def check_instance_mask(labels: np.ndarray, what: str = "mask") -> np.ndarray:

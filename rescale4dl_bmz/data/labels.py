@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from rescale4dl_bmz.errors import InputError
-from rescale4dl_bmz.data.label_arrays import check_labels
+from rescale4dl_bmz.data.label_arrays import check_labels, compact_labels
 from rescale4dl_bmz.vocabulary import LABEL_STYLES
 
 BACKGROUND, INNER, EDGE = 0, 1, 2
@@ -221,5 +221,4 @@ def semantic_to_instances(semantic: np.ndarray, min_size: int = 10, *, h: float 
     small[0] = False
     labels[small[labels]] = 0
     labels, _, _ = relabel_sequential(labels)
-    top = int(labels.max())
-    return labels.astype(np.uint16 if top <= np.iinfo(np.uint16).max else np.uint32)
+    return compact_labels(labels, at_least=np.uint16)

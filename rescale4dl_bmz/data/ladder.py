@@ -27,8 +27,10 @@ from typing import Sequence
 import numpy as np
 
 from rescale4dl_bmz import __version__
-from rescale4dl_bmz.files.dataset import (ItemInfo, Pair, dataset_pixel_size, ensure_outside, inspect_dataset, read_mask,
-                      read_pair, write_json, write_text, write_tiff)
+from rescale4dl_bmz.files.dataset import ItemInfo, Pair, dataset_pixel_size, inspect_dataset, read_pair
+from rescale4dl_bmz.files.folders import ensure_outside
+from rescale4dl_bmz.files.images import read_mask, write_tiff
+from rescale4dl_bmz.files.text_files import write_json, write_text
 from rescale4dl_bmz.errors import InputError
 from rescale4dl_bmz.factors import Factor, coarsest_step, crop_slices, parse_factor, parse_factors
 from rescale4dl_bmz.data.rescale import compare_labels, present_labels, rescale_pair

@@ -1,1 +1,3 @@
-"""Files: images and their pixel sizes, atomic writes, the run folder and its lock, evaluation folders."""
+"""Files: image folders and pairing by name (`folders`), image/mask files with pixel sizes (`images`),
+atomic writes (`atomic`), text/JSON/CSV (`text_files`), the validated dataset (`dataset`), the run
+folder and its lock, evaluation folders."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rescale4dl_bmz.files.dataset import write_tiff
+from rescale4dl_bmz.files.images import write_tiff
 
 QUADRANTS = ("q1", "q2", "q3", "q4")
 

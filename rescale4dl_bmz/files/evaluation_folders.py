@@ -18,7 +18,9 @@ from typing import Sequence
 
 import numpy as np
 
-from rescale4dl_bmz.files.dataset import IMAGE_SUFFIXES, list_images, read_mask, read_pixel_size, write_csv
+from rescale4dl_bmz.files.folders import has_images, images_by_stem, pair_by_stem
+from rescale4dl_bmz.files.images import read_mask, read_pixel_size
+from rescale4dl_bmz.files.text_files import write_csv
 from rescale4dl_bmz.errors import InputError
 from rescale4dl_bmz.metrics.tables import evaluate_native, evaluate_pair, per_image_table, per_object_table
 from rescale4dl_bmz.factors import Factor, parse_factor
@@ -55,13 +57,8 @@ def factor_from_folder(name: str) -> Factor | None:
         return None
 
 
-def _has_images(folder: Path) -> bool:
-    return any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-               for p in folder.iterdir())
-
-
 def _mask_folder(folder: Path, subfolders: Sequence[str]) -> Path:
-    if _has_images(folder):
+    if has_images(folder):
         return folder
     for sub in subfolders:
         if (folder / sub).is_dir():
@@ -87,10 +84,10 @@ def discover(gt_dir: str | Path, pred_dir: str | Path, factors: Sequence[Factor]
     for what, d in (("ground-truth folder", gt_dir), ("prediction folder", pred_dir)):
         if not d.is_dir():
             raise InputError(f"{what} {d} does not exist or is not a folder")
-    if _has_images(gt_dir):
+    if has_images(gt_dir):
         if factors and len(factors) > 1:
             raise InputError(f"{gt_dir} is a flat folder (one factor) but --factor names {len(factors)}")
-        if not _has_images(pred_dir):
+        if not has_images(pred_dir):
             raise InputError(f"{gt_dir} holds masks but the prediction folder {pred_dir} holds none")
         return [FactorFolders(factors[0] if factors else Factor(1.0), gt_dir, pred_dir)]
     gt_f, pred_f = _factor_dirs(gt_dir), _factor_dirs(pred_dir)
@@ -107,26 +104,9 @@ def discover(gt_dir: str | Path, pred_dir: str | Path, factors: Sequence[Factor]
     return sorted(out, key=lambda ff: ff.factor)
 
 
-def _by_stem(folder: Path, what: str) -> dict[str, Path]:
-    out: dict[str, Path] = {}
-    for f in list_images(folder, what):
-        if f.stem in out:
-            raise InputError(f"{folder}: two files share the name {f.stem!r} ({out[f.stem].name}, {f.name})")
-        out[f.stem] = f
-    return out
-
-
 def pair_gt_pred(gt_folder: str | Path, pred_folder: str | Path) -> list[tuple[str, Path, Path]]:
     """(name, GT file, prediction file) for every mask; a file without its partner is an error."""
-    gt = _by_stem(Path(gt_folder), "ground-truth folder")
-    pred = _by_stem(Path(pred_folder), "prediction folder")
-    for stem, path in gt.items():
-        if stem not in pred:
-            raise InputError(f"{path}: no prediction with the same name in {pred_folder}")
-    for stem, path in pred.items():
-        if stem not in gt:
-            raise InputError(f"{path}: no ground truth with the same name in {gt_folder}")
-    return [(stem, gt[stem], pred[stem]) for stem in sorted(gt)]
+    return pair_by_stem(gt_folder, pred_folder, "ground-truth", "prediction")
 
 
 # ----------------------------------------------------------------------------- reading
@@ -170,10 +150,6 @@ def read_conditions(path: str | Path) -> dict[str, str]:
 
 # ----------------------------------------------------------------------------- the run
 
-def _native_files(native_dir: Path) -> dict[str, Path]:
-    return _by_stem(native_dir, "original ground-truth folder")
-
-
 def evaluate_folders(gt_dir: str | Path, pred_dir: str | Path, task: str, *,
                      factors: Sequence[Factor] | None = None, native_gt: str | Path | None = None,
                      crop: str = "topleft", pixel_size_um: float | None = None, **kwargs):
@@ -185,7 +161,7 @@ def evaluate_folders(gt_dir: str | Path, pred_dir: str | Path, task: str, *,
     """
     if pixel_size_um is not None and not pixel_size_um > 0:
         raise InputError(f"pixel size must be positive, got {pixel_size_um}")
-    native = _native_files(Path(native_gt)) if native_gt is not None else None
+    native = images_by_stem(native_gt, "original ground-truth folder") if native_gt is not None else None
     objects: list[dict] = []
     images: list[dict] = []
     for ff in discover(gt_dir, pred_dir, factors):

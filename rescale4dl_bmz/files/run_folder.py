@@ -112,13 +112,13 @@ def load_run(run_dir: str | Path, pixel_size_um: float | None = None) -> SweepRu
 
 
 def _read_run_json(file: Path) -> dict:
-    from rescale4dl_bmz.files.dataset import read_json_object
+    from rescale4dl_bmz.files.text_files import read_json_object
 
     return read_json_object(file, f"{file.parent} is not a sweep run folder: {file.name} is missing")
 
 
 def _read_csv(file: Path, columns: tuple[str, ...], required: bool) -> pd.DataFrame | None:
-    from rescale4dl_bmz.files.dataset import read_csv
+    from rescale4dl_bmz.files.text_files import read_csv
 
     if not file.is_file():
         if required:
@@ -206,7 +206,7 @@ def make_record(config, files: dict[str, str | Path]) -> RunRecord:
 
 def read_record(run_dir: str | Path) -> RunRecord | None:
     """The folder's record, None when it has none; a damaged record is an `InputError`."""
-    from rescale4dl_bmz.files.dataset import read_json_object
+    from rescale4dl_bmz.files.text_files import read_json_object
 
     path = Path(run_dir) / RECORD_FILE
     if not path.exists():
@@ -219,7 +219,7 @@ def read_record(run_dir: str | Path) -> RunRecord | None:
 
 
 def write_record(run_dir: str | Path, record: RunRecord) -> None:
-    from rescale4dl_bmz.files.dataset import write_text
+    from rescale4dl_bmz.files.text_files import write_text
 
     write_text(Path(run_dir) / RECORD_FILE, record.model_dump_json(indent=2) + "\n")
 

@@ -176,7 +176,7 @@ class RunLock:
     # ------------------------------------------------------------------ internals
 
     def _write_holder(self) -> None:
-        from rescale4dl_bmz.files.dataset import write_json
+        from rescale4dl_bmz.files.text_files import write_json
 
         write_json(self.out / HOLDER_FILE, self._holder)
 

@@ -1,1 +1,2 @@
-"""ImageJ from Python: the bridge (`bridge`) and the process that hosts the JVM (`worker`)."""
+"""ImageJ from Python: the session (`bridge`), what it needs installed (`install`), whole-file runs
+(`batch`) and the process that hosts the JVM (`worker`)."""

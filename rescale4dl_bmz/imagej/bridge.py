@@ -15,6 +15,7 @@ restarted, and under Xvfb a macro error can open a dialog nobody closes. Macros 
 interpreter's error dialogs off; an error becomes an `ImageJError` naming the macro and file.
 
 Images travel as TIFF files in a private temporary folder (RAM-backed /dev/shm when present).
+Finding Java, ImageJ and the macros: `imagej.install`; whole-file runs: `imagej.batch`.
 """
 
 from __future__ import annotations
@@ -30,14 +31,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import numpy as np
 
+from rescale4dl_bmz.data.label_arrays import check_labels, compact_labels
 from rescale4dl_bmz.errors import InputError
+from rescale4dl_bmz.files.atomic import atomic_path
+from rescale4dl_bmz.imagej.install import ImageJUnavailable, check_tools, find_fiji, find_ij_jar, macro_path
 
-MACRO_DIR = Path(__file__).resolve().parents[2] / "fiji_macros"
-DEFAULT_IJ_JAR = Path("/usr/share/java/ij.jar")
 DEFAULT_TIMEOUT = 120.0  # seconds per request (one image)
 STARTUP_TIMEOUT = 90.0
 MAX_EXACT_LABEL = 2 ** 24  # ImageJ computes in 32-bit float: integers are exact up to here
@@ -55,62 +57,6 @@ class ImageJTimeout(ImageJError):
     """An ImageJ request ran past its timeout; the worker and its JVM were killed."""
 
 
-class ImageJUnavailable(RuntimeError):
-    """Java, ImageJ or Xvfb is missing; the message says which package to install."""
-
-
-# ----------------------------------------------------------------------------- locating things
-
-def macro_path(name: str | Path) -> Path:
-    """A macro file: the path as given, else one of fiji_macros/ by file name (`instance_to_semantic.ijm`)."""
-    path = Path(name)
-    if path.is_file():
-        return path
-    ours = MACRO_DIR / path.name
-    if path.parent == Path(".") and ours.is_file():
-        return ours
-    raise InputError(f"ImageJ macro {path} not found")
-
-
-def find_ij_jar(ij_jar: str | Path | None = None) -> Path:
-    """ij.jar: the argument, env RESCALE4DL_IJ_JAR, else /usr/share/java/ij.jar."""
-    given = ij_jar or os.environ.get("RESCALE4DL_IJ_JAR")
-    if given:
-        path = Path(given)
-        if not path.is_file():
-            raise InputError(f"ImageJ jar {path} (RESCALE4DL_IJ_JAR) does not exist")
-        return path
-    if DEFAULT_IJ_JAR.is_file():
-        return DEFAULT_IJ_JAR
-    raise ImageJUnavailable(f"ImageJ 1.x not found at {DEFAULT_IJ_JAR}: install the Debian package 'imagej' "
-                            "(or 'libij-java'), set RESCALE4DL_IJ_JAR to an ij.jar, or point --fiji at a Fiji")
-
-
-def find_fiji(fiji: str | Path | None = None) -> Path | None:
-    """The Fiji folder from the argument or env RESCALE4DL_FIJI; None for the ij.jar route."""
-    given = fiji or os.environ.get("RESCALE4DL_FIJI")
-    if not given:
-        return None
-    path = Path(given)
-    if not path.is_dir():
-        raise InputError(f"Fiji folder {path} does not exist")
-    if not (path / "jars").is_dir():
-        raise InputError(f"{path} is not a Fiji installation (it has no jars/ folder)")
-    return path
-
-
-def _check_tools(fiji: Path | None) -> None:
-    java_home = os.environ.get("JAVA_HOME")
-    if not (shutil.which("java") or (java_home and Path(java_home, "bin", "java").exists())):
-        raise ImageJUnavailable("no Java runtime found: install the Debian package 'default-jre-headless' "
-                                "(or 'openjdk-17-jre-headless'), or set JAVA_HOME")
-    if fiji is None:
-        for tool, package in (("Xvfb", "xvfb"), ("xauth", "xauth")):
-            if not shutil.which(tool):
-                raise ImageJUnavailable(f"{tool} not found: install the Debian package '{package}' "
-                                        "(plain ImageJ 1.x needs a virtual display)")
-
-
 # ----------------------------------------------------------------------------- the session
 
 class ImageJ:
@@ -126,7 +72,7 @@ class ImageJ:
                  timeout: float = DEFAULT_TIMEOUT, startup_timeout: float = STARTUP_TIMEOUT):
         self.fiji = find_fiji(fiji)
         self.ij_jar = None if self.fiji else find_ij_jar(ij_jar)
-        _check_tools(self.fiji)
+        check_tools(self.fiji)
         self.timeout = timeout
         self.startup_timeout = startup_timeout
         self.version: str | None = None
@@ -292,11 +238,9 @@ class ImageJ:
     def semantic_file(self, mask_path: str | Path, out_path: str | Path, style: str = "deepbacs") -> Path:
         """ImageJ opens an instance mask file and saves its 0/1/2 labels (instance_to_semantic.ijm)."""
         mask_path = Path(mask_path)
-        with _atomic_tif(out_path) as tmp:
+        with _macro_output(out_path, "instance_to_semantic.ijm", mask_path) as tmp:
             self.run_macro("instance_to_semantic.ijm",
                            {"input": mask_path, "output": tmp, "style": style}, file=mask_path)
-            if not tmp.is_file():
-                raise ImageJError(f"ImageJ macro instance_to_semantic.ijm wrote no output for {mask_path}")
         return Path(out_path)
 
     def instance_to_semantic(self, mask: np.ndarray, style: str = "deepbacs", *, name: str = "mask") -> np.ndarray:
@@ -311,7 +255,7 @@ class ImageJ:
 
         if style not in LABEL_STYLES:
             raise InputError(f"unknown edge style {style!r}; choose one of {', '.join(LABEL_STYLES)}")
-        mask = _exchange_array(mask, name)
+        mask = labels_for_imagej(mask, name)
         self.start()
         src, dst = self._tmp / "labels_in.tif", self._tmp / "labels_out.tif"
         tifffile.imwrite(src, mask)
@@ -338,33 +282,27 @@ class ImageJ:
             raise InputError(f"target pixel size must be positive, got {target_um}")
         if source_um is not None and not source_um > 0:
             raise InputError(f"source pixel size must be positive, got {source_um}")
-        with _atomic_tif(out_path) as tmp:
+        with _macro_output(out_path, "resample_to_model_pixel_size.ijm", image_path) as tmp:
             arg = {"input": image_path, "output": tmp, "target": repr(float(target_um))}
             if source_um is not None:
                 arg["pixel"] = repr(float(source_um))
             self.run_macro("resample_to_model_pixel_size.ijm", arg, file=image_path)
-            if not tmp.is_file():
-                raise ImageJError(f"ImageJ macro resample_to_model_pixel_size.ijm wrote no output for {image_path}")
         return out_path
 
 
 @contextlib.contextmanager
-def _atomic_tif(path: str | Path) -> Iterator[Path]:
-    """A temporary .tif beside `path` (ImageJ insists on the extension), renamed onto it on success."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{time.monotonic_ns()}.part.tif")
-    try:
+def _macro_output(out_path: str | Path, macro: str, source: Path) -> Iterator[Path]:
+    """`atomic_path` for a file a macro writes: a .tif name (ImageJ insists on it), no placeholder
+    file, and an `ImageJError` when the macro wrote nothing."""
+    with atomic_path(out_path, suffix=".part.tif") as tmp:
+        tmp.unlink()
         yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        if not tmp.is_file():
+            raise ImageJError(f"ImageJ macro {macro} wrote no output for {source}")
 
 
-def _exchange_array(mask: np.ndarray, name: str) -> np.ndarray:
+def labels_for_imagej(mask: np.ndarray, name: str) -> np.ndarray:
     """A label array ImageJ reads exactly: uint8/uint16, or float32 for labels up to 2^24."""
-    from rescale4dl_bmz.data.label_arrays import check_labels
-
     mask = check_labels(mask, name)
     top = mask.max() if mask.size else 0
     if top > MAX_EXACT_LABEL:
@@ -373,7 +311,7 @@ def _exchange_array(mask: np.ndarray, name: str) -> np.ndarray:
     if mask.dtype in (np.uint8, np.uint16):
         return mask
     if top <= np.iinfo(np.uint16).max:
-        return mask.astype(np.uint16)
+        return compact_labels(mask)
     return mask.astype(np.float32)
 
 
@@ -409,45 +347,3 @@ def _remove_stale_x_lock(display: int) -> None:
             path.unlink()
         except OSError:
             pass
-
-
-# ----------------------------------------------------------------------------- folder & functions
-
-def labels_folder_imagej(masks_dir: str | Path, out_dir: str | Path, style: str = "deepbacs", *,
-                         fiji: str | Path | None = None, timeout: float = DEFAULT_TIMEOUT) -> list[Path]:
-    """Every mask of a folder -> OUT/<name>.tif (uint8 0/1/2, pixel size kept), one ImageJ for all.
-
-    All masks are validated before anything is written; OUT may not lie inside MASKS.
-    """
-    from rescale4dl_bmz.files.dataset import ensure_outside, list_images, read_mask, read_pixel_size, write_tiff
-    from rescale4dl_bmz.vocabulary import LABEL_STYLES
-
-    if style not in LABEL_STYLES:
-        raise InputError(f"unknown edge style {style!r}; choose one of {', '.join(LABEL_STYLES)}")
-    ensure_outside(out_dir, masks_dir)
-    files = list_images(masks_dir, "mask folder")
-    _check_unique_stems(files)
-    for f in files:
-        _exchange_array(read_mask(f), str(f))  # validation only: one mask in memory at a time
-    written = []
-    with ImageJ(fiji, timeout=timeout) as ij:
-        for f in files:
-            semantic = ij.instance_to_semantic(read_mask(f), style, name=str(f))
-            written.append(write_tiff(Path(out_dir) / f"{f.stem}.tif", semantic, read_pixel_size(f)))
-    return written
-
-
-def _check_unique_stems(files: Sequence[Path]) -> None:
-    seen: dict[str, Path] = {}
-    for f in files:
-        if f.stem in seen:
-            raise InputError(f"{f}: same name as {seen[f.stem]}; outputs would collide")
-        seen[f.stem] = f
-
-
-def resample_to_model_pixel_size(image_path: str | Path, out_path: str | Path, target_um: float, *,
-                                 source_um: float | None = None, fiji: str | Path | None = None,
-                                 timeout: float = DEFAULT_TIMEOUT) -> Path:
-    """One image to the model's pixel size with our Fiji macro (starts and stops ImageJ)."""
-    with ImageJ(fiji, timeout=timeout) as ij:
-        return ij.resample_file(image_path, out_path, target_um, source_um)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from rescale4dl_bmz.models import require_tensorflow_backend
-from rescale4dl_bmz.files.dataset import write_text
+from rescale4dl_bmz.files.text_files import write_text
 
 keras = require_tensorflow_backend()
 log = logging.getLogger("rescale4dl_bmz.models")

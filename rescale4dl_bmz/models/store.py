@@ -15,7 +15,7 @@ from typing import Iterator
 
 import numpy as np
 
-from rescale4dl_bmz.files.dataset import label_dtype
+from rescale4dl_bmz.data.label_arrays import compact_labels
 from rescale4dl_bmz.errors import InputError
 from rescale4dl_bmz.models.config import TrainConfig, config_from_dict
 from rescale4dl_bmz.models.normalize import percentile_normalize
@@ -71,7 +71,7 @@ def _new_dir(parent: Path, prefix: str, suffix: str) -> Path:
 
 
 def _read_json(path: Path) -> dict:
-    from rescale4dl_bmz.files.dataset import read_json_object
+    from rescale4dl_bmz.files.text_files import read_json_object
 
     return read_json_object(path, f"{path.parent}: not a trained model folder ({path.name} is missing)")
 
@@ -136,7 +136,7 @@ class TrainedModel:
         from rescale4dl_bmz.models.prediction import predict_stardist
 
         labels = predict_stardist(self._network, self.normalize(image), tile=tile_size or 1024)
-        return label_dtype(np.asarray(labels))
+        return compact_labels(np.asarray(labels))
 
     def __repr__(self) -> str:
         return f"TrainedModel({str(self.folder)!r}, task={self.task!r}, factor={self.config.factor!r})"

@@ -90,7 +90,7 @@ _ERROR_LINE = re.compile(r"^\s*[\w.]*(Error|Exception|Failed|Interrupt)\b[^:]*:"
 def main(job_file: str) -> int:
     """Child side: read the job, load the arrays, train."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-    from rescale4dl_bmz.files.dataset import read_image, read_mask
+    from rescale4dl_bmz.files.images import read_image, read_mask
     from rescale4dl_bmz.models import train_model
     from rescale4dl_bmz.models.config import config_from_dict
 

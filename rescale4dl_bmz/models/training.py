@@ -21,7 +21,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from rescale4dl_bmz.files.dataset import label_dtype, write_json
+from rescale4dl_bmz.data.label_arrays import compact_labels
+from rescale4dl_bmz.files.text_files import write_json
 from rescale4dl_bmz.errors import InputError
 from rescale4dl_bmz.factors import parse_factor
 from rescale4dl_bmz.models.config import TrainConfig
@@ -79,7 +80,7 @@ def _training_labels(masks: Sequence[np.ndarray], cfg: TrainConfig, names: Seque
     if empty:
         log.warning("%d mask(s) without objects: %s", len(empty), ", ".join(empty[:8]))
     if cfg.task == "instance":
-        return [label_dtype(np.asarray(m)) for m in masks]
+        return [compact_labels(np.asarray(m)) for m in masks]
     if cfg.masks_are_semantic:
         n = cfg.architecture.n_labels
         for name, m in zip(names, masks):
@@ -189,7 +190,8 @@ def train_model(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], confi
 def train_folder(images_dir: str | Path, masks_dir: str | Path, config: TrainConfig, out_dir: str | Path,
                  channel: int | None = None, progress: Progress | None = None, overwrite: bool = False) -> TrainResult:
     """Train on the image/mask pairs of two folders (paired by file name)."""
-    from rescale4dl_bmz.files.dataset import Pair, dataset_pixel_size, ensure_outside, inspect_dataset, read_pair
+    from rescale4dl_bmz.files.dataset import Pair, dataset_pixel_size, inspect_dataset, read_pair
+    from rescale4dl_bmz.files.folders import ensure_outside
 
     ensure_outside(out_dir, images_dir, masks_dir)
     infos = inspect_dataset(images_dir, masks_dir, channel)

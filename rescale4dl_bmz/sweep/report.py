@@ -21,7 +21,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from rescale4dl_bmz.files.dataset import atomic_path, write_text
+from rescale4dl_bmz.files.atomic import atomic_path
+from rescale4dl_bmz.files.text_files import write_text
 from rescale4dl_bmz.errors import STAGE_WORDS
 
 CHOSEN, OTHER, FAILED = "#e76f51", "#219ebc", "#c1121f"

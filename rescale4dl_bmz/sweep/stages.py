@@ -29,8 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from rescale4dl_bmz.sweep.config import SweepConfig
-from rescale4dl_bmz.files.dataset import (Pair, dataset_pixel_size, ensure_outside, inspect_dataset, read_csv, read_mask, read_pair,
-                      write_csv, write_json, write_text, write_tiff)
+from rescale4dl_bmz.files.dataset import Pair, dataset_pixel_size, inspect_dataset, read_pair
+from rescale4dl_bmz.files.folders import ensure_outside
+from rescale4dl_bmz.files.images import read_mask, write_tiff
+from rescale4dl_bmz.files.text_files import read_csv, write_csv, write_json, write_text
 from rescale4dl_bmz.errors import FactorFailed, InputError, is_environment_fault, one_line
 from rescale4dl_bmz.factors import Factor, coarsest_step, crop_slices, parse_factor
 
@@ -435,7 +437,7 @@ def stage_data(config: SweepConfig, plan: Plan, factor: str) -> dict:
 
 
 def _load(plan: Plan, factor: str, names: list[str], what: str) -> list[np.ndarray]:
-    from rescale4dl_bmz.files.dataset import read_image
+    from rescale4dl_bmz.files.images import read_image
 
     root = factor_dir(plan, factor) / what
     read = read_image if what == "images" else read_mask
@@ -716,7 +718,7 @@ def example_field(mask: np.ndarray, side: int, multiple: int) -> tuple[int, int]
 def example_crops(config: SweepConfig, plan: Plan, factors: list[str], field_px: int = 160) -> list:
     """(factor, image, ground truth, prediction) crops of the same field of the first test image,
     the field with the most cells (side `field_px` original pixels, at most the image)."""
-    from rescale4dl_bmz.files.dataset import read_image
+    from rescale4dl_bmz.files.images import read_image
 
     name = plan.test[0]
     multiple = max([plan.crop_multiple] + [parse_factor(f).step for f in factors if parse_factor(f).is_down])

@@ -37,7 +37,7 @@ class Network:
 
 
 def _read_json(path: Path) -> dict:
-    from rescale4dl_bmz.files.dataset import read_json_object
+    from rescale4dl_bmz.files.text_files import read_json_object
 
     return read_json_object(path)
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rescale4dl_bmz.files.dataset import atomic_path
+from rescale4dl_bmz.files.atomic import atomic_path
 from rescale4dl_bmz.errors import InputError
 from rescale4dl_bmz.factors import parse_factor
 from rescale4dl_bmz.files.run_folder import SweepRun, check_pixel_size, load_run
@@ -224,7 +224,7 @@ def export_package(run_dir: str | Path, factor: str | None = None, out_zip: str 
 
 def training_data_summary(run: SweepRun, factor: str, meta, px: float | None) -> dict:
     """What the model was trained on: name, images, objects, pixel sizes, licence (from the run folder)."""
-    from rescale4dl_bmz.files.dataset import read_mask
+    from rescale4dl_bmz.files.images import read_mask
 
     name = meta.data_name or dataset_label(run.dataset) or "training data"
     record = {"name": name, "n_images": None, "n_held_out": None, "n_objects": None,
@@ -268,7 +268,7 @@ def _check_license(license_id: str, what: str = "--license") -> None:
 
 
 def _read_test_image(run: SweepRun, factor: str, test_image) -> np.ndarray:
-    from rescale4dl_bmz.files.dataset import read_image
+    from rescale4dl_bmz.files.images import read_image
 
     if isinstance(test_image, np.ndarray):
         if test_image.ndim != 2:
@@ -284,7 +284,7 @@ def _write_parts(tmp: Path, run: SweepRun, factor: str, network, image, px, vari
     """Every file of the package in `tmp`; returns (files by role, covers, sweep rows, test tensor shapes)."""
     import tensorflow as tf
 
-    from rescale4dl_bmz.imagej.bridge import macro_path
+    from rescale4dl_bmz.imagej.install import macro_path
     from rescale4dl_bmz.bioimageio.export.covers import write_covers
     from rescale4dl_bmz.bioimageio.export.docs import documentation, sweep_table
     from rescale4dl_bmz.bioimageio.export.samples import write_samples
