@@ -27,7 +27,6 @@ GRID_NOTE = ("**Which numbers to trust: the native grid.** Each factor's predict
              "edges, small cells), so the sampled grid flatters coarse factors. It is shown only for comparison "
              "with the paper.")
 
-
 GLOSSARY = {
     "factor": "How much the pixel size is changed. ds2, ds4, ds8 … (downsampled): pixels 2, 4, 8 … times "
               "coarser than the original; up2, up4 (upsampled): 2, 4 times finer; og: the original pixel size.",
