@@ -60,7 +60,7 @@ def test_sweep_cli_refuses_factor_list_images_cannot_support(tmp_path, shared_da
 
 
 def test_factor_too_coarse_for_the_network_is_refused(tmp_path, shared_data):
-    from rescale4dl_bmz.sweep.stages import prepare
+    from rescale4dl_bmz.sweep.prepare import prepare
 
     config = make_sweep_config(images=shared_data / "celegans_bbbc010/images",
                                masks=shared_data / "celegans_bbbc010/masks", out=tmp_path / "run",
@@ -73,7 +73,8 @@ def test_factor_too_coarse_for_the_network_is_refused(tmp_path, shared_data):
 
 def test_prune_skips_factors_advise_calls_hopeless(tmp_path):
     from rescale4dl_bmz.files.demo_data import write_demo_dataset
-    from rescale4dl_bmz.sweep.stages import Outcome, _cost_rows, prepare
+    from rescale4dl_bmz.sweep.finish import Outcome, outcome_rows
+    from rescale4dl_bmz.sweep.prepare import prepare
 
     images, masks = write_demo_dataset(tmp_path / "data")
     config = make_sweep_config(images=images, masks=masks, out=tmp_path / "run", task="semantic",
@@ -82,7 +83,7 @@ def test_prune_skips_factors_advise_calls_hopeless(tmp_path):
     # nuclei ~20 px wide: 2.5 px at ds8 and 1.25 px at ds16 are hopeless; og and ds2 are kept
     assert set(plan.pruned) == {"ds8", "ds16"} and plan.run_factors == ["og", "ds2"]
     assert "width" in plan.pruned["ds8"]
-    rows = {r["factor"]: r for r in _cost_rows(plan, [Outcome("og", "done"), Outcome("ds2", "done")])}
+    rows = {r["factor"]: r for r in outcome_rows(plan, [Outcome("og", "done"), Outcome("ds2", "done")])}
     assert rows["ds16"]["status"] == "pruned" and "hopeless" in rows["ds16"]["error"]
     unpruned = prepare(config.model_copy(update={"prune": False}))
     assert unpruned.run_factors == ["og", "ds2", "ds8", "ds16"] and not unpruned.pruned

@@ -11,8 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rescale4dl_bmz.sweep.report import (failure_records, failure_sentence, gains_lines, human_table, plot_examples,
-                                   plot_iou_vs_coverage, QUALITY_COLUMNS, COST_COLUMNS, write_report)
+from rescale4dl_bmz.sweep.figures import plot_examples, plot_iou_vs_coverage
+from rescale4dl_bmz.sweep.report import failure_records, failure_sentence, gains_lines
+from rescale4dl_bmz.sweep.report_page import write_report
+from rescale4dl_bmz.sweep.report_tables import COST_COLUMNS, QUALITY_COLUMNS, human_table
 
 OLD_FAILURE = ("train: RuntimeError: training into /run/og/model failed (exit 1):\nepoch 1/2\nTraceback (most recent "
                "call last):\n  File \"x.py\", line 3, in f\nValueError: the network's output does not depend on its "

@@ -47,7 +47,7 @@ def config(demo, out, **extra):
 
 def test_record_is_written_first_and_a_different_sweep_is_refused(demo, tmp_path):
     from rescale4dl_bmz.files.run_folder import RECORD_FILE, read_record
-    from rescale4dl_bmz.sweep.stages import prepare
+    from rescale4dl_bmz.sweep.prepare import prepare
 
     out = tmp_path / "run"
     prepare(config(demo, out))
@@ -75,7 +75,7 @@ def test_record_is_written_first_and_a_different_sweep_is_refused(demo, tmp_path
 
 def test_restart_and_extend(demo, tmp_path):
     from rescale4dl_bmz.files.run_folder import read_record
-    from rescale4dl_bmz.sweep.stages import prepare
+    from rescale4dl_bmz.sweep.prepare import prepare
 
     out = tmp_path / "run"
     prepare(config(demo, out))
@@ -97,7 +97,7 @@ def test_restart_and_extend(demo, tmp_path):
 
 
 def test_a_folder_that_is_not_a_run_folder_is_never_written_to(demo, tmp_path):
-    from rescale4dl_bmz.sweep.stages import prepare
+    from rescale4dl_bmz.sweep.prepare import prepare
 
     out = tmp_path / "mine"
     out.mkdir()
@@ -119,7 +119,7 @@ def test_a_folder_that_is_not_a_run_folder_is_never_written_to(demo, tmp_path):
 def _finished_folder(demo, out: Path) -> Path:
     """A run folder with a record and tables the record vouches for (tables written by hand)."""
     from rescale4dl_bmz.files.run_folder import vouch_tables
-    from rescale4dl_bmz.sweep.stages import prepare
+    from rescale4dl_bmz.sweep.prepare import prepare
 
     prepare(config(demo, out))
     rows = [{"factor": f, "grid": "native", "iou_mean": v, "status": "done", "scale": s}
@@ -133,7 +133,7 @@ def _finished_folder(demo, out: Path) -> Path:
 
 def test_select_refuses_tables_that_do_not_match_the_record(demo, tmp_path):
     from rescale4dl_bmz.files.run_folder import load_run
-    from rescale4dl_bmz.sweep.stages import prepare
+    from rescale4dl_bmz.sweep.prepare import prepare
 
     out = _finished_folder(demo, tmp_path / "run")
     assert load_run(out).factors == ("og", "ds2")

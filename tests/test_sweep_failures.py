@@ -85,7 +85,7 @@ def test_the_flow_run_ends_failed_naming_the_factor(lost_baseline):
     Prefect flow run's final state is Failed with a one-line message naming og."""
     from rescale4dl_bmz.sweep.config import load_sweep_config
     from rescale4dl_bmz.sweep.flow import configure_prefect, make_flow
-    from rescale4dl_bmz.sweep.stages import prepare
+    from rescale4dl_bmz.sweep.prepare import prepare
 
     out, _ = lost_baseline
     config = load_sweep_config(out.parent / "sweep.yaml")

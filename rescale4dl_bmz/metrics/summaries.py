@@ -22,7 +22,8 @@ from rescale4dl_bmz.errors import InputError
 from rescale4dl_bmz.metrics.coverage import pct_diameter_per_pixel, throughput
 from rescale4dl_bmz.metrics.stats import (bootstrap_ci, distribution_distance, finite_mean, finite_median,
                                           group_difference, paired_difference, paired_test)
-from rescale4dl_bmz.metrics.tables import GRIDS, INSTANCE_SCORES, RATES, SEMANTIC_IOUS
+from rescale4dl_bmz.vocabulary import GRIDS
+from rescale4dl_bmz.metrics.tables import INSTANCE_SCORES, RATES, SEMANTIC_IOUS
 
 SUMMARY_COLUMNS = (
     "task", "factor", "scale", "pixel_size_um", "grid", "n_images", "n_true", "n_pred",

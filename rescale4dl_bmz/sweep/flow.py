@@ -38,22 +38,25 @@ def _tasks():
     from prefect import task
     from prefect.cache_policies import INPUTS, TASK_SOURCE, CacheKeyFnPolicy
 
-    import rescale4dl_bmz.sweep.stages as sweep
+    from rescale4dl_bmz.sweep.finish import finish
+    from rescale4dl_bmz.sweep.markers import marker_key
+    from rescale4dl_bmz.sweep.prepare import prepare
+    from rescale4dl_bmz.sweep.stages import stage_data, stage_evaluate, stage_predict, stage_train
 
     def cached(stage: str) -> dict:
         # the stage's own done-marker is part of the key: a marker whose files changed never hits
-        marker = CacheKeyFnPolicy(cache_key_fn=lambda ctx, p: sweep.marker_key(p["plan"], p["factor"], stage))
+        marker = CacheKeyFnPolicy(cache_key_fn=lambda ctx, p: marker_key(p["plan"], p["factor"], stage))
         return dict(cache_policy=INPUTS + TASK_SOURCE + marker, persist_result=True)
 
     return {
-        "prepare": task(sweep.prepare, name="check-data-and-plan", task_run_name="check-data-and-plan",
+        "prepare": task(prepare, name="check-data-and-plan", task_run_name="check-data-and-plan",
                         persist_result=False, cache_policy=None),
-        "data": task(sweep.stage_data, name="rescale", task_run_name="rescale-{factor}", **cached("data")),
-        "train": task(sweep.stage_train, name="train", task_run_name="train-{factor}", **cached("train")),
-        "predict": task(sweep.stage_predict, name="predict", task_run_name="predict-{factor}", **cached("predict")),
-        "evaluate": task(sweep.stage_evaluate, name="evaluate", task_run_name="evaluate-{factor}",
+        "data": task(stage_data, name="rescale", task_run_name="rescale-{factor}", **cached("data")),
+        "train": task(stage_train, name="train", task_run_name="train-{factor}", **cached("train")),
+        "predict": task(stage_predict, name="predict", task_run_name="predict-{factor}", **cached("predict")),
+        "evaluate": task(stage_evaluate, name="evaluate", task_run_name="evaluate-{factor}",
                          **cached("evaluate")),
-        "finish": task(sweep.finish, name="choose-pixel-size-export-report",
+        "finish": task(finish, name="choose-pixel-size-export-report",
                        task_run_name="choose-pixel-size-export-report", persist_result=False, cache_policy=None),
     }
 
@@ -65,7 +68,8 @@ def sweep_flow_fn(config: SweepConfig, plan=None):
     from prefect.futures import as_completed
 
     from rescale4dl_bmz.process.shutdown import install_handlers
-    from rescale4dl_bmz.sweep.stages import STAGES, Outcome, publish_artifacts
+    from rescale4dl_bmz.sweep.finish import Outcome, publish_artifacts
+    from rescale4dl_bmz.sweep.stages import STAGES
     from rescale4dl_bmz.sweep.terminal import SweepProgress
 
     install_handlers()  # over Prefect's own SIGTERM handler for the flow (Prefect restores ours after)
@@ -136,7 +140,7 @@ def run_sweep(config: SweepConfig, on_change: str = "refuse") -> dict:
     from rescale4dl_bmz.files.run_folder import open_record, vouch_tables
     from rescale4dl_bmz.files.run_lock import RunLock
     from rescale4dl_bmz.process.shutdown import stop_on_signals
-    from rescale4dl_bmz.sweep.stages import plan_sweep, run_record, write_prepared
+    from rescale4dl_bmz.sweep.prepare import plan_sweep, run_record, write_prepared
 
     plan, advice = plan_sweep(config)  # bad data or config fail here, before anything is written
     record = run_record(config, plan)
