@@ -31,6 +31,7 @@ import numpy as np
 from rescale4dl_bmz.sweep.config import SweepConfig
 from rescale4dl_bmz.files.dataset import (Pair, dataset_pixel_size, ensure_outside, inspect_dataset, read_csv, read_mask, read_pair,
                       write_csv, write_json, write_text, write_tiff)
+from rescale4dl_bmz.models.prediction import WARM_REPEATS, warm_inference_seconds
 from rescale4dl_bmz.errors import FactorFailed, InputError, is_environment_fault, one_line
 from rescale4dl_bmz.factors import Factor, coarsest_step, crop_slices, parse_factor
 
@@ -377,7 +378,7 @@ def factor_stage(stage: str):
             try:
                 return fn(config, plan, factor)
             except Exception as exc:
-                from rescale4dl_bmz.models.train_process import TrainingFailed
+                from rescale4dl_bmz.models.worker import WorkerJobFailed
 
                 if is_environment_fault(exc):
                     raise  # a full or read-only disk stops the whole sweep, not one factor
@@ -385,7 +386,7 @@ def factor_stage(stage: str):
                 log_file = factor_dir(plan, factor) / "logs" / f"{stage}.error.log"
                 log_file.parent.mkdir(parents=True, exist_ok=True)
                 log_file.write_text("".join(traceback.format_exception(exc)))
-                if isinstance(exc, TrainingFailed):
+                if isinstance(exc, WorkerJobFailed):
                     raise FactorFailed(factor, stage, exc.cause, exc.log) from exc
                 raise FactorFailed(factor, stage, one_line(exc), str(log_file)) from exc
         return run
@@ -448,7 +449,7 @@ def stage_train(config: SweepConfig, plan: Plan, factor: str) -> dict:
     stale = _marker(plan, factor, "train").exists()
     if is_done(plan, factor, "train"):
         return read_done(plan, factor, "train")
-    from rescale4dl_bmz.models.train_process import train_in_subprocess
+    from rescale4dl_bmz.models.worker import shared_worker
 
     f = parse_factor(factor)
     model_dir = factor_dir(plan, factor) / "model"
@@ -467,7 +468,7 @@ def stage_train(config: SweepConfig, plan: Plan, factor: str) -> dict:
         shutil.rmtree(model_dir)
     if not model_dir.exists():
         log.info("[%s] train: %d images", factor, len(images))
-        train_in_subprocess(images, masks, tc, model_dir, root / "logs" / "train.log")
+        shared_worker().train(images, masks, tc, model_dir, root / "logs" / "train.log")
     cost = json.loads((model_dir / "cost.json").read_text())
     log.info("[%s] train: done in %.1f s", factor, time.perf_counter() - t0)
     return mark_done(plan, factor, "train", {"model": str(model_dir), **{k: cost.get(k) for k in
@@ -491,16 +492,25 @@ def stage_predict(config: SweepConfig, plan: Plan, factor: str) -> dict:
     """Predict the test images at this factor; records the inference time, measured warm."""
     if is_done(plan, factor, "predict"):
         return read_done(plan, factor, "predict")
-    model = load_predictor(config, plan, factor)
     out = factor_dir(plan, factor) / "predictions"
     pixel = parse_factor(factor).pixel_size(plan.pixel_size_um)
+    sources = [factor_dir(plan, factor) / "images" / f"{n}.tif" for n in plan.test]
+    targets = [out / f"{n}.tif" for n in plan.test]
     images = _load(plan, factor, plan.test, "images")
-    t0 = time.perf_counter()
-    for name, image in zip(plan.test, images):
-        write_tiff(out / f"{name}.tif", model.predict(image), pixel)
-    first_pass = time.perf_counter() - t0
-    warm = warm_inference_seconds(model.predict, images[0])
-    getattr(model, "close", lambda: None)()
+    if config.model is None:  # our trained model: predicted in the TensorFlow worker that trained it
+        from rescale4dl_bmz.models.worker import shared_worker
+
+        timing = shared_worker().predict(factor_dir(plan, factor) / "model", sources, targets, pixel,
+                                         factor_dir(plan, factor) / "logs" / "predict.log")
+        first_pass, warm = timing["first_pass_s"], timing["warm_s"]
+    else:
+        model = load_predictor(config, plan, factor)
+        t0 = time.perf_counter()
+        for target, image in zip(targets, images):
+            write_tiff(target, model.predict(image), pixel)
+        first_pass = time.perf_counter() - t0
+        warm = warm_inference_seconds(model.predict, images[0])
+        getattr(model, "close", lambda: None)()
     mean_px = float(np.mean([im.size for im in images]))
     per_image = warm / images[0].size * mean_px
     log.info("[%s] predict: %d images; %.3g s per image (warm)", factor, len(plan.test), per_image)
@@ -510,20 +520,6 @@ def stage_predict(config: SweepConfig, plan: Plan, factor: str) -> dict:
         "inference_method": f"median of {WARM_REPEATS} warm calls on {plan.test[0]} (after the first pass, which "
                             "includes tracing), scaled to the mean test image"},
         [out / f"{n}.tif" for n in plan.test])
-
-
-WARM_REPEATS = 3
-
-
-def warm_inference_seconds(predict, image: np.ndarray, repeats: int = WARM_REPEATS) -> float:
-    """Median wall time of `predict(image)` over `repeats` calls, once the model is traced: the
-    first call on a freshly loaded model includes tracing (128-299 ms against 2-11 ms warm)."""
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        predict(image)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 @factor_stage("evaluate")
@@ -737,10 +733,10 @@ def example_crops(config: SweepConfig, plan: Plan, factors: list[str], field_px:
 def export_chosen(plan: Plan, factor: str, metadata=None) -> Path:
     """The chosen model as one bioimage.io package, `model.zip`, for the Model Zoo and deepImageJ
     (pixel size on the axes when known, ONNX weights, post-processing macro); it passes bioimageio's test."""
-    from rescale4dl_bmz.bioimageio.export import export_package
+    from rescale4dl_bmz.models.worker import shared_worker
 
-    out = Path(plan.out)
-    package = export_package(out, factor, out / "model.zip", variant="bioimageio", metadata=metadata)
+    out = Path(plan.out)  # built and tested in the TensorFlow worker: no TensorFlow import here
+    package = Path(shared_worker().export(out, factor, out / "model.zip", metadata, out / "logs" / "export.log"))
     log.info("exported %s", package)
     return package
 
