@@ -119,7 +119,7 @@ def test_inference_is_timed_warm():
     import numpy as np
 
     from rescale4dl_bmz.models.unet import build_unet
-    from rescale4dl_bmz.sweep.stages import warm_inference_seconds
+    from rescale4dl_bmz.models.prediction import warm_inference_seconds
 
     model = build_unet(depth=2, base_filters=4)
     image = np.zeros((1, 64, 64, 1), np.float32)

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import re
 from html.parser import HTMLParser
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from rescale4dl_bmz.sweep.figures import plot_examples, plot_iou_vs_coverage
 from rescale4dl_bmz.sweep.report import failure_records, failure_sentence, gains_lines

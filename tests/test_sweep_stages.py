@@ -15,7 +15,8 @@ import pytest
 
 from rescale4dl_bmz.errors import FactorFailed, InputError
 from rescale4dl_bmz.files.text_files import read_csv
-from rescale4dl_bmz.files.images import write_tiff
+from rescale4dl_bmz.files.images import read_image, write_tiff
+from rescale4dl_bmz.models.prediction import warm_inference_seconds
 from rescale4dl_bmz.sweep import stages
 from rescale4dl_bmz.sweep.config import make_sweep_config
 from rescale4dl_bmz.sweep.finish import Outcome, finish, outcome_rows
@@ -162,11 +163,11 @@ def test_a_failing_stage_becomes_factor_failed_with_its_traceback_in_a_log(tmp_p
 
 
 def test_a_training_failure_keeps_the_training_log_and_a_full_disk_stops_everything(tmp_path):
-    from rescale4dl_bmz.models.train_process import TrainingFailed
+    from rescale4dl_bmz.models.worker import WorkerJobFailed
 
     @stages.factor_stage("train")
     def train(config, plan, factor):
-        raise TrainingFailed("out of memory", "/run/og/logs/train.log")
+        raise WorkerJobFailed("out of memory", "/run/og/logs/train.log")
 
     with pytest.raises(FactorFailed) as caught:
         train(None, tiny_plan(tmp_path), "og")
@@ -184,7 +185,7 @@ def test_a_training_failure_keeps_the_training_log_and_a_full_disk_stops_everyth
 
 def test_warm_inference_time_is_the_median_of_the_warm_calls():
     calls = []
-    seconds = stages.warm_inference_seconds(calls.append, np.zeros((4, 4)), repeats=5)
+    seconds = warm_inference_seconds(calls.append, np.zeros((4, 4)), repeats=5)
     assert len(calls) == 5 and seconds >= 0
 
 
@@ -204,7 +205,12 @@ class ThresholdModel:
 def test_data_predict_evaluate_finish_on_tiny_data(tmp_path, monkeypatch):
     config = sweep_config(tmp_path, export=False)
     plan, _ = plan_sweep(config)
-    monkeypatch.setattr(stages, "load_predictor", lambda config, plan, factor: ThresholdModel())
+    def predict_files(config, plan, factor, sources, targets, pixel):
+        for source, target in zip(sources, targets):
+            write_tiff(target, ThresholdModel().predict(read_image(source)), pixel)
+        return {"first_pass_s": 0.2, "warm_s": 0.1}
+
+    monkeypatch.setattr(stages, "predict_files", predict_files)
     outcomes = []
     for factor in plan.run_factors:
         outcome = Outcome(factor)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from rescale4dl_bmz.cli.model_flags import Flag, add_flags, given_fields
 from rescale4dl_bmz.cli.train import min_foreground

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from rescale4dl_bmz.errors import InputError
-from rescale4dl_bmz.data.label_arrays import check_labels as as_label_image  # noqa: F401  (re-exported)
 
 
 def check_same_shape(gt: np.ndarray, pred: np.ndarray, what_gt: str = "ground truth",

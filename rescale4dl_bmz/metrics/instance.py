@@ -26,7 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from rescale4dl_bmz.errors import InputError
-from rescale4dl_bmz.metrics._checks import as_label_image, check_same_shape
+from rescale4dl_bmz.data.label_arrays import check_labels
+from rescale4dl_bmz.metrics._checks import check_same_shape
 
 _DENSE_BINS = 1 << 25  # count overlaps in a dense table up to this many (GT, pred) label pairs
 
@@ -121,7 +122,7 @@ def index_labels(labels, what: str = "labels") -> LabelIndex:
     """A `LabelIndex` of a label image (validated), or `labels` itself when it is one already."""
     if isinstance(labels, LabelIndex):
         return labels
-    return LabelIndex(*sequential(as_label_image(labels, what)))
+    return LabelIndex(*sequential(check_labels(labels, what)))
 
 
 def pair_overlaps(true_index: np.ndarray, pred_index: np.ndarray, n_true: int, n_pred: int):

@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from rescale4dl_bmz.errors import InputError
-from rescale4dl_bmz.metrics._checks import as_label_image, check_same_shape
+from rescale4dl_bmz.data.label_arrays import check_labels
+from rescale4dl_bmz.metrics._checks import check_same_shape
 
 CLASSES = (0, 1, 2)
 
@@ -39,7 +40,7 @@ class SemanticScores:
 
 def check_semantic(mask: np.ndarray, what: str = "semantic mask") -> np.ndarray:
     """A 2D mask whose values all lie in {0, 1, 2}; InputError naming `what` otherwise."""
-    a = as_label_image(mask, what)
+    a = check_labels(mask, what)
     if a.size and a.max() > 2:
         bad = np.unique(a[a > 2])[:5].tolist()
         raise InputError(f"{what} has values {bad} outside {{0, 1, 2}} (0 background, 1 inner, 2 edge)")
@@ -72,8 +73,8 @@ def _nanmean(values) -> float:
 
 def binary_iou(gt: np.ndarray, pred: np.ndarray) -> float:
     """IoU of GT != 0 and pred != 0, for any label images (NaN when both are empty)."""
-    g = as_label_image(gt, "ground truth") != 0
-    p = as_label_image(pred, "prediction") != 0
+    g = check_labels(gt, "ground truth") != 0
+    p = check_labels(pred, "prediction") != 0
     check_same_shape(g, p)
     union = int(np.count_nonzero(g | p))
     return int(np.count_nonzero(g & p)) / union if union else float("nan")

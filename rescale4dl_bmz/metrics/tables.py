@@ -41,7 +41,8 @@ from rescale4dl_bmz.errors import InputError
 from rescale4dl_bmz.factors import Factor, parse_factor
 from rescale4dl_bmz.metrics import (bytes_per_object, crop_iou_rescale4dl, finite_mean, finite_median, match_instances,
                                     object_morphology, pct_area_per_pixel, pct_diameter_per_pixel, semantic_scores)
-from rescale4dl_bmz.metrics._checks import as_label_image, check_same_shape
+from rescale4dl_bmz.data.label_arrays import check_labels
+from rescale4dl_bmz.metrics._checks import check_same_shape
 from rescale4dl_bmz.metrics.instance import index_labels
 from rescale4dl_bmz.metrics.semantic import binary_iou
 from rescale4dl_bmz.vocabulary import CROPS, GRIDS, TASKS
@@ -94,7 +95,7 @@ def _instances(task: str, semantic: np.ndarray, given: np.ndarray | None, min_si
     if task == "instance":
         return semantic
     if given is not None:
-        return as_label_image(given, what)
+        return check_labels(given, what)
     from rescale4dl_bmz.data.labels import semantic_to_instances
 
     return semantic_to_instances(semantic, min_size=min_size, flood="cells", style=style)
@@ -118,8 +119,8 @@ def evaluate_pair(gt: np.ndarray, pred: np.ndarray, task: str, image: str, facto
     _choice(task, TASKS, "task")
     _choice(grid, GRIDS, "grid")
     _choice(diameter, DIAMETERS, "diameter")
-    g = as_label_image(gt, "ground truth")
-    p = as_label_image(pred, "prediction")
+    g = check_labels(gt, "ground truth")
+    p = check_labels(pred, "prediction")
     check_same_shape(g, p)
     if grid_scale is None:
         grid_scale = f.scale if grid == "sampled" else 1.0
@@ -215,8 +216,8 @@ def native_pair(gt_native: np.ndarray, pred: np.ndarray, factor: Factor | str | 
     from rescale4dl_bmz.data.rescale import rescale_mask
 
     f = parse_factor(factor)
-    g = as_label_image(gt_native, "original ground truth")
-    p = as_label_image(pred, "prediction")
+    g = check_labels(gt_native, "original ground truth")
+    p = check_labels(pred, "prediction")
     field = native_extent(g.shape, p.shape, f, crop)
     return g[field], rescale_mask(p, parse_factor(1.0 / f.scale))
 
@@ -238,12 +239,12 @@ def evaluate_native(gt_native: np.ndarray, pred: np.ndarray, task: str, image: s
     gi = pi = None
     if task == "semantic":
         if gt_instances is not None:
-            gi = as_label_image(gt_instances, "ground-truth instances")
+            gi = check_labels(gt_instances, "ground-truth instances")
             if gi.shape != np.shape(gt_native):
                 raise InputError(f"ground-truth instances have shape {gi.shape} but the original ground truth "
                                  f"has shape {np.shape(gt_native)}")
             gi = gi[native_extent(gi.shape, np.shape(pred), f, crop)]
-        pi = _instances(task, as_label_image(pred, "prediction"), pred_instances, min_size, "predicted instances",
+        pi = _instances(task, check_labels(pred, "prediction"), pred_instances, min_size, "predicted instances",
                         label_style)
         pi = rescale_mask(pi, parse_factor(1.0 / f.scale))
     return evaluate_pair(gt_c, pred_n, task, image, f, "native", gt_instances=gi, pred_instances=pi,

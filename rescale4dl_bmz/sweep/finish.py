@@ -194,10 +194,10 @@ def example_crops(config: SweepConfig, plan: Plan, factors: list[str], field_px:
 def export_chosen(plan: Plan, factor: str, metadata=None) -> Path:
     """The chosen model as one bioimage.io package, `model.zip`, for the Model Zoo and deepImageJ
     (pixel size on the axes when known, ONNX weights, post-processing macro); it passes bioimageio's test."""
-    from rescale4dl_bmz.bioimageio.export import export_package
+    from rescale4dl_bmz.models.worker import shared_worker
 
-    out = Path(plan.out)
-    package = export_package(out, factor, out / "model.zip", variant="bioimageio", metadata=metadata)
+    out = Path(plan.out)  # built and tested in the TensorFlow worker: no TensorFlow import here
+    package = Path(shared_worker().export(out, factor, out / "model.zip", metadata, out / "logs" / "export.log"))
     log.info("exported %s", package)
     return package
 
@@ -205,7 +205,6 @@ def export_chosen(plan: Plan, factor: str, metadata=None) -> Path:
 def publish_artifacts(out: Path, result: dict) -> None:
     """The results table, the figures and the report as Prefect artifacts, rendered by the Prefect UI
     (images embedded as data URIs: the UI cannot reach files on this machine)."""
-    import pandas as pd
     from prefect.artifacts import create_image_artifact, create_markdown_artifact, create_table_artifact
 
     from rescale4dl_bmz.decide.select_text import table_records

@@ -10,6 +10,7 @@ others go on. Without a server, Prefect starts a temporary local API in this pro
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -145,7 +146,7 @@ def run_sweep(config: SweepConfig, on_change: str = "refuse") -> dict:
     plan, advice = plan_sweep(config)  # bad data or config fail here, before anything is written
     record = run_record(config, plan)
     open_record(config.out, record, on_change, dry_run=True)  # a folder holding another run: before the lock
-    with RunLock(config.out), stop_on_signals():
+    with RunLock(config.out), stop_on_signals(), _worker_closed():
         open_record(config.out, record, on_change)
         write_prepared(config, plan, advice)
         configure_prefect(config.out)
@@ -157,3 +158,14 @@ def run_sweep(config: SweepConfig, on_change: str = "refuse") -> dict:
             raise summary
         vouch_tables(config.out)
     return summary
+
+
+@contextlib.contextmanager
+def _worker_closed():
+    """End this process's TensorFlow worker with the sweep (Dask workers end theirs at exit)."""
+    from rescale4dl_bmz.models.worker import close_shared_worker
+
+    try:
+        yield
+    finally:
+        close_shared_worker()

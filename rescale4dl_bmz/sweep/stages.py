@@ -14,6 +14,7 @@ import logging
 import shutil
 import time
 import traceback
+from pathlib import Path
 
 import numpy as np
 
@@ -26,11 +27,11 @@ from rescale4dl_bmz.sweep.config import SweepConfig
 from rescale4dl_bmz.sweep.factor_labels import semantic_labels
 from rescale4dl_bmz.sweep.markers import is_done, mark_done, marker_path, read_done
 from rescale4dl_bmz.sweep.plan import Plan, crop_pair, factor_dir
+from rescale4dl_bmz.models.prediction import WARM_REPEATS, warm_inference_seconds
 
 log = logging.getLogger("rescale4dl.sweep")
 
 STAGES = ("data", "train", "predict", "evaluate")
-WARM_REPEATS = 3  # warm calls whose median is the recorded inference time
 
 
 def factor_stage(stage: str):
@@ -42,7 +43,7 @@ def factor_stage(stage: str):
             try:
                 return fn(config, plan, factor)
             except Exception as exc:
-                from rescale4dl_bmz.models.train_process import TrainingFailed
+                from rescale4dl_bmz.models.worker import WorkerJobFailed
 
                 if is_environment_fault(exc):
                     raise  # a full or read-only disk stops the whole sweep, not one factor
@@ -50,7 +51,7 @@ def factor_stage(stage: str):
                 log_file = factor_dir(plan, factor) / "logs" / f"{stage}.error.log"
                 log_file.parent.mkdir(parents=True, exist_ok=True)
                 log_file.write_text("".join(traceback.format_exception(exc)))
-                if isinstance(exc, TrainingFailed):
+                if isinstance(exc, WorkerJobFailed):
                     raise FactorFailed(factor, stage, exc.cause, exc.log) from exc
                 raise FactorFailed(factor, stage, one_line(exc), str(log_file)) from exc
         return run
@@ -91,20 +92,13 @@ def stage_data(config: SweepConfig, plan: Plan, factor: str) -> dict:
                      files)
 
 
-def _load(plan: Plan, factor: str, names: list[str], what: str) -> list[np.ndarray]:
-    """The named images (or masks) of this factor, as `stage_data` wrote them."""
-    root = factor_dir(plan, factor) / what
-    read = read_image if what == "images" else read_mask
-    return [read(root / f"{n}.tif") for n in names]
-
-
 @factor_stage("train")
 def stage_train(config: SweepConfig, plan: Plan, factor: str) -> dict:
     """Train this factor's model on the training images (skipped when a complete model exists)."""
     stale = marker_path(plan, factor, "train").exists()
     if is_done(plan, factor, "train"):
         return read_done(plan, factor, "train")
-    from rescale4dl_bmz.models.train_process import train_in_subprocess
+    from rescale4dl_bmz.models.worker import shared_worker
 
     f = parse_factor(factor)
     model_dir = factor_dir(plan, factor) / "model"
@@ -122,7 +116,7 @@ def stage_train(config: SweepConfig, plan: Plan, factor: str) -> dict:
         shutil.rmtree(model_dir)
     if not model_dir.exists():
         log.info("[%s] train: %d images", factor, len(images))
-        train_in_subprocess(images, masks, tc, model_dir, root / "logs" / "train.log")
+        shared_worker().train(images, masks, tc, model_dir, root / "logs" / "train.log")
     cost = json.loads((model_dir / "cost.json").read_text())
     log.info("[%s] train: done in %.1f s", factor, time.perf_counter() - t0)
     return mark_done(plan, factor, "train", {"model": str(model_dir), **{k: cost.get(k) for k in
@@ -130,15 +124,28 @@ def stage_train(config: SweepConfig, plan: Plan, factor: str) -> dict:
                      sorted(p for p in model_dir.rglob("*") if p.is_file()))
 
 
-def load_predictor(config: SweepConfig, plan: Plan, factor: str):
-    """This factor's trained model, or the one pretrained package for every factor."""
-    if config.model is not None:
-        from rescale4dl_bmz.bioimageio.pretrained import load_package
+def predict_files(config: SweepConfig, plan: Plan, factor: str, sources: list[Path], targets: list[Path],
+                  pixel: float | None) -> dict:
+    """Segment `sources` into `targets` (TIFFs at `pixel` µm): {"first_pass_s", "warm_s"}.
 
-        return load_package(config.model)
-    from rescale4dl_bmz.models import load_model
+    Our trained model runs in the TensorFlow worker that trained it (no TensorFlow import here);
+    a pretrained package runs here, on bioimageio.core."""
+    if config.model is None:
+        from rescale4dl_bmz.models.worker import shared_worker
 
-    return load_model(factor_dir(plan, factor) / "model")
+        return shared_worker().predict(factor_dir(plan, factor) / "model", sources, targets, pixel,
+                                       factor_dir(plan, factor) / "logs" / "predict.log")
+    from rescale4dl_bmz.bioimageio.pretrained import load_package
+
+    model = load_package(config.model)
+    try:
+        t0 = time.perf_counter()
+        for source, target in zip(sources, targets):
+            write_tiff(target, model.predict(read_image(source)), pixel)
+        first_pass = time.perf_counter() - t0
+        return {"first_pass_s": first_pass, "warm_s": warm_inference_seconds(model.predict, read_image(sources[0]))}
+    finally:
+        model.close()
 
 
 @factor_stage("predict")
@@ -146,36 +153,19 @@ def stage_predict(config: SweepConfig, plan: Plan, factor: str) -> dict:
     """Predict the test images at this factor; records the inference time, measured warm."""
     if is_done(plan, factor, "predict"):
         return read_done(plan, factor, "predict")
-    model = load_predictor(config, plan, factor)
     out = factor_dir(plan, factor) / "predictions"
-    pixel = parse_factor(factor).pixel_size(plan.pixel_size_um)
-    images = _load(plan, factor, plan.test, "images")
-    t0 = time.perf_counter()
-    for name, image in zip(plan.test, images):
-        write_tiff(out / f"{name}.tif", model.predict(image), pixel)
-    first_pass = time.perf_counter() - t0
-    warm = warm_inference_seconds(model.predict, images[0])
-    getattr(model, "close", lambda: None)()
-    mean_px = float(np.mean([im.size for im in images]))
-    per_image = warm / images[0].size * mean_px
+    sources = [factor_dir(plan, factor) / "images" / f"{n}.tif" for n in plan.test]
+    targets = [out / f"{n}.tif" for n in plan.test]
+    timing = predict_files(config, plan, factor, sources, targets, parse_factor(factor).pixel_size(plan.pixel_size_um))
+    sizes = [read_image(s).size for s in sources]
+    per_image = timing["warm_s"] / sizes[0] * float(np.mean(sizes))
     log.info("[%s] predict: %d images; %.3g s per image (warm)", factor, len(plan.test), per_image)
     return mark_done(plan, factor, "predict", {
-        "predictions": str(out), "inference_s_per_image": per_image, "inference_s": per_image * len(images),
-        "inference_first_pass_s": first_pass, "inference_pixels": int(sum(im.size for im in images)),
+        "predictions": str(out), "inference_s_per_image": per_image, "inference_s": per_image * len(sizes),
+        "inference_first_pass_s": timing["first_pass_s"], "inference_pixels": int(sum(sizes)),
         "inference_method": f"median of {WARM_REPEATS} warm calls on {plan.test[0]} (after the first pass, which "
                             "includes tracing), scaled to the mean test image"},
-        [out / f"{n}.tif" for n in plan.test])
-
-
-def warm_inference_seconds(predict, image: np.ndarray, repeats: int = WARM_REPEATS) -> float:
-    """Median wall time of `predict(image)` over `repeats` calls, once the model is traced: the
-    first call on a freshly loaded model includes tracing (128-299 ms against 2-11 ms warm)."""
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        predict(image)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+        targets)
 
 
 @factor_stage("evaluate")
