@@ -23,12 +23,7 @@ IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
-# Length units as ImageJ / OME write them, in micrometres.
-_UNIT_IN_UM = {
-    "micron": 1.0, "microns": 1.0, "um": 1.0, "µm": 1.0, "\u03bcm": 1.0, "micrometer": 1.0,
-    "micrometre": 1.0, "nm": 1e-3, "nanometer": 1e-3, "mm": 1e3, "millimeter": 1e3,
-    "cm": 1e4, "m": 1e6, "meter": 1e6,
-}
+from rescale4dl_bmz.files.units import METRIC_UNIT_IN_UM as _UNIT_IN_UM  # length units, in µm
 
 
 @dataclass(frozen=True)
