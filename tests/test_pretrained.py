@@ -129,6 +129,30 @@ def image_of_shape(image: np.ndarray, shape=SHAPE) -> np.ndarray:
     return padded[:h, :w]
 
 
+# ----------------------------------------------------------------------------- tiles and units
+
+@pytest.mark.parametrize("n, tile_size", [(312, 64), (200, 1024), (1000, 300)])
+def test_tile_plan_covers_the_image_with_whole_inner_parts(n, tile_size):
+    from rescale4dl_bmz.bioimageio.pretrained import plan_axis
+
+    rule = {"min": 16, "step": 4, "halo": 10}
+    plan = plan_axis(n, rule, tile_size)
+    assert (plan.block - rule["min"]) % rule["step"] == 0 and plan.inner == plan.block - 2 * rule["halo"]
+    assert plan.inner <= max(tile_size, n) and plan.before == rule["halo"]
+    assert plan.starts == tuple(range(0, plan.tiles * plan.inner, plan.inner))  # inner parts side by side
+    assert (plan.tiles - 1) * plan.inner < n <= plan.tiles * plan.inner
+    assert plan.starts[-1] + plan.block == plan.before + n + plan.after  # the last tile ends the padded axis
+
+
+def test_units_as_packages_and_imagej_write_them():
+    from rescale4dl_bmz.files.units import unit_to_um
+
+    assert unit_to_um("nanometer") == 1e-3 and unit_to_um(" Micron ") == 1.0 and unit_to_um("\\u00b5m") == 1.0
+    assert unit_to_um("\u03bcm") == unit_to_um("\u00b5m") == unit_to_um("um") == 1.0
+    assert unit_to_um("inch") == 25400.0 and unit_to_um("inch", metric_only=True) is None
+    assert unit_to_um("pixel") is None
+
+
 # ----------------------------------------------------------------------------- inspect
 
 def test_inspect_semantic_package(semantic):
