@@ -9,7 +9,7 @@ import signal
 import numpy as np
 import pytest
 
-from rescale4dl_bmz.files.dataset import read_mask, write_tiff
+from rescale4dl_bmz.files.images import read_mask, write_tiff
 from rescale4dl_bmz.models import load_model, make_config
 from rescale4dl_bmz.models.worker import TensorFlowWorker, WorkerJobFailed
 
@@ -67,7 +67,7 @@ def test_prediction_in_the_worker_matches_the_model_and_is_timed_warm(tmp_path, 
         timing = worker.predict(tmp_path / "model", files[0][:2], outputs, 0.5, tmp_path / "predict.log")
     finally:
         worker.close()
-    from rescale4dl_bmz.files.dataset import read_image, read_pixel_size
+    from rescale4dl_bmz.files.images import read_image, read_pixel_size
 
     model = load_model(tmp_path / "model")
     for src, out in zip(files[0][:2], outputs):

@@ -77,7 +77,7 @@ def _package(tmp: Path, task: str, data: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def semantic(tmp_path_factory, saureus):
-    from rescale4dl_bmz.bioimageio.pretrained import load_package
+    from rescale4dl_bmz.bioimageio.pretrained.runner import load_package
 
     pkg = _package(tmp_path_factory.mktemp("pretrained_semantic"), "semantic", saureus)
     pkg["model"] = load_package(pkg["zip"])
@@ -87,7 +87,7 @@ def semantic(tmp_path_factory, saureus):
 
 @pytest.fixture(scope="module")
 def instance(tmp_path_factory, saureus):
-    from rescale4dl_bmz.bioimageio.pretrained import load_package
+    from rescale4dl_bmz.bioimageio.pretrained.runner import load_package
 
     pkg = _package(tmp_path_factory.mktemp("pretrained_instance"), "instance", saureus)
     pkg["model"] = load_package(pkg["zip"])
@@ -129,10 +129,34 @@ def image_of_shape(image: np.ndarray, shape=SHAPE) -> np.ndarray:
     return padded[:h, :w]
 
 
+# ----------------------------------------------------------------------------- tiles and units
+
+@pytest.mark.parametrize("n, tile_size", [(312, 64), (200, 1024), (1000, 300)])
+def test_tile_plan_covers_the_image_with_whole_inner_parts(n, tile_size):
+    from rescale4dl_bmz.bioimageio.pretrained.runner import plan_axis
+
+    rule = {"min": 16, "step": 4, "halo": 10}
+    plan = plan_axis(n, rule, tile_size)
+    assert (plan.block - rule["min"]) % rule["step"] == 0 and plan.inner == plan.block - 2 * rule["halo"]
+    assert plan.inner <= max(tile_size, n) and plan.before == rule["halo"]
+    assert plan.starts == tuple(range(0, plan.tiles * plan.inner, plan.inner))  # inner parts side by side
+    assert (plan.tiles - 1) * plan.inner < n <= plan.tiles * plan.inner
+    assert plan.starts[-1] + plan.block == plan.before + n + plan.after  # the last tile ends the padded axis
+
+
+def test_units_as_packages_and_imagej_write_them():
+    from rescale4dl_bmz.files.units import unit_to_um
+
+    assert unit_to_um("nanometer") == 1e-3 and unit_to_um(" Micron ") == 1.0 and unit_to_um("\\u00b5m") == 1.0
+    assert unit_to_um("\u03bcm") == unit_to_um("\u00b5m") == unit_to_um("um") == 1.0
+    assert unit_to_um("inch") == 25400.0 and unit_to_um("inch", metric_only=True) is None
+    assert unit_to_um("pixel") is None
+
+
 # ----------------------------------------------------------------------------- inspect
 
 def test_inspect_semantic_package(semantic):
-    from rescale4dl_bmz.bioimageio.pretrained import inspect_package
+    from rescale4dl_bmz.bioimageio.pretrained.inspection import inspect_package
 
     info = inspect_package(semantic["zip"])
     assert (info.task, info.output_kind, info.output_form) == ("semantic", "semantic", "probabilities")
@@ -150,7 +174,7 @@ def test_inspect_semantic_package(semantic):
 
 
 def test_inspect_instance_package(instance):
-    from rescale4dl_bmz.bioimageio.pretrained import inspect_package
+    from rescale4dl_bmz.bioimageio.pretrained.inspection import inspect_package
 
     info = inspect_package(instance["zip"])
     assert (info.task, info.output_kind, info.output_form) == ("instance", "instance", "labels")
@@ -162,7 +186,7 @@ def test_inspect_instance_package(instance):
 
 def test_pixel_size_from_config_when_axes_have_unit_scales(semantic, tmp_path):
     """The deepImageJ variant's axes carry scale 1 and no unit; the pixel size sits in the config."""
-    from rescale4dl_bmz.bioimageio.pretrained import inspect_package
+    from rescale4dl_bmz.bioimageio.pretrained.inspection import inspect_package
 
     def unit_scales(rdf):
         for t in rdf["inputs"] + rdf["outputs"]:
@@ -265,7 +289,7 @@ def test_instance_package_reproduces_its_test_output(instance):
 @pytest.mark.parametrize("weights", ["keras_hdf5", "tensorflow_saved_model_bundle"])
 def test_other_weight_formats_give_the_same_output_and_write_nothing(semantic, saureus, tmp_path, monkeypatch,
                                                                       weights):
-    from rescale4dl_bmz.bioimageio.pretrained import load_package
+    from rescale4dl_bmz.bioimageio.pretrained.runner import load_package
 
     monkeypatch.chdir(tmp_path)  # bioimageio.core unpacks SavedModels into the working directory
     image = image_of_shape(saureus["og"], (120, 136))
@@ -279,7 +303,8 @@ def test_other_weight_formats_give_the_same_output_and_write_nothing(semantic, s
 
 def test_spec_04_package_is_updated_and_runs(semantic, saureus, tmp_path):
     """A hand-written spec 0.4 description of the same Keras weights (a folder with rdf.yaml)."""
-    from rescale4dl_bmz.bioimageio.pretrained import inspect_package, load_package
+    from rescale4dl_bmz.bioimageio.pretrained.inspection import inspect_package
+    from rescale4dl_bmz.bioimageio.pretrained.runner import load_package
 
     folder = tmp_path / "v04"
     folder.mkdir()
@@ -326,7 +351,8 @@ def quiet_dir(tmp_path, monkeypatch):
 
 
 def refused(path, match: str) -> str:
-    from rescale4dl_bmz.bioimageio.pretrained import inspect_package, load_package
+    from rescale4dl_bmz.bioimageio.pretrained.inspection import inspect_package
+    from rescale4dl_bmz.bioimageio.pretrained.runner import load_package
 
     before = Path(path).read_bytes() if Path(path).is_file() else None
     with pytest.raises(InputError, match=match) as err:

@@ -101,7 +101,7 @@ def build_config(args, source_defaults: dict | None = None):
         fields["training"] = merge_training(base.get("training", {}), fields["training"])
     merged = {**base, **fields}
     if merged.get("model") and not merged.get("task"):
-        from rescale4dl_bmz.bioimageio.pretrained import inspect_package
+        from rescale4dl_bmz.bioimageio.pretrained.inspection import inspect_package
 
         merged["task"] = inspect_package(merged["model"]).task  # the package says what it segments
     if "training" in merged:

@@ -12,14 +12,8 @@ import numpy as np
 
 from rescale4dl_bmz.data.label_arrays import check_instance_mask, check_labels, compact_labels
 from rescale4dl_bmz.errors import InputError
+from rescale4dl_bmz.files.units import METRIC_UNIT_IN_UM
 from rescale4dl_bmz.files.atomic import atomic_path
-
-# Length units as ImageJ / OME write them, in micrometres.
-_UNIT_IN_UM = {
-    "micron": 1.0, "microns": 1.0, "um": 1.0, "µm": 1.0, "\u03bcm": 1.0, "micrometer": 1.0,
-    "micrometre": 1.0, "nm": 1e-3, "nanometer": 1e-3, "mm": 1e3, "millimeter": 1e3,
-    "cm": 1e4, "m": 1e6, "meter": 1e6,
-}
 
 
 # ----------------------------------------------------------------------------- reading
@@ -123,7 +117,7 @@ def read_pixel_size(path: str | Path) -> float | None:
         if res_unit is not None and int(res_unit.value) == 3 and per_unit != 1:
             return 1e4 / per_unit
         return None
-    scale = _UNIT_IN_UM.get(str(unit).strip().lower().replace("\\u00b5", "µ"))
+    scale = METRIC_UNIT_IN_UM.get(str(unit).strip().lower().replace("\\u00b5", "µ"))
     if scale is None or per_unit == 1 and scale == 1.0 and str(unit).lower() in ("pixel", "pixels"):
         return None
     return scale / per_unit
@@ -139,7 +133,7 @@ def _ome_pixel_size(xml: str) -> float | None:
     for el in root.iter():
         if el.tag.endswith("Pixels") and "PhysicalSizeX" in el.attrib:
             unit = el.attrib.get("PhysicalSizeXUnit", "µm")
-            scale = _UNIT_IN_UM.get(unit.strip().lower(), None)
+            scale = METRIC_UNIT_IN_UM.get(unit.strip().lower(), None)
             return None if scale is None else float(el.attrib["PhysicalSizeX"]) * scale
     return None
 

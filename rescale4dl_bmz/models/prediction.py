@@ -19,7 +19,12 @@ from rescale4dl_bmz.errors import InputError
 
 
 def tile_starts(n: int, tile: int, step: int) -> list[int]:
-    """Starts of tiles of size `tile` covering [0, n) with at most `step` between them."""
+    """Starts of tiles of size `tile` covering [0, n) with at most `step` between them.
+
+    The one tile-position rule of both tilers: `predict_tiled` here (the last tile flush with
+    the end) and the bioimage.io package runner (`plan_axis` pads the axis so that tiles
+    exactly `step` apart end flush).
+    """
     if n <= tile:
         return [0]
     starts = list(range(0, n - tile, step))

@@ -181,7 +181,7 @@ def _fresh_session() -> None:
 
 
 def _train(job: dict) -> dict:
-    from rescale4dl_bmz.files.dataset import read_image, read_mask
+    from rescale4dl_bmz.files.images import read_image, read_mask
     from rescale4dl_bmz.models import train_model
     from rescale4dl_bmz.models.config import config_from_dict
 
@@ -193,7 +193,7 @@ def _train(job: dict) -> dict:
 
 
 def _predict(job: dict) -> dict:
-    from rescale4dl_bmz.files.dataset import read_image, write_tiff
+    from rescale4dl_bmz.files.images import read_image, write_tiff
     from rescale4dl_bmz.models import load_model
     from rescale4dl_bmz.models.prediction import warm_inference_seconds
 

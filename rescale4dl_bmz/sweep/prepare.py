@@ -55,7 +55,8 @@ def names_for_test(names: list[str], config: SweepConfig) -> list[str]:
 
 def check_pretrained_package(config: SweepConfig):
     """Validate the bioimage.io package (and load its weights once) before any rescaling."""
-    from rescale4dl_bmz.bioimageio.pretrained import inspect_package, load_package
+    from rescale4dl_bmz.bioimageio.pretrained.inspection import inspect_package
+    from rescale4dl_bmz.bioimageio.pretrained.runner import load_package
 
     info = inspect_package(config.model)
     if info.task != config.task:

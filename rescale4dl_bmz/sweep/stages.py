@@ -135,7 +135,7 @@ def predict_files(config: SweepConfig, plan: Plan, factor: str, sources: list[Pa
 
         return shared_worker().predict(factor_dir(plan, factor) / "model", sources, targets, pixel,
                                        factor_dir(plan, factor) / "logs" / "predict.log")
-    from rescale4dl_bmz.bioimageio.pretrained import load_package
+    from rescale4dl_bmz.bioimageio.pretrained.runner import load_package
 
     model = load_package(config.model)
     try:

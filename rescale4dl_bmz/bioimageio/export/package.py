@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
 import shutil
 import tempfile
@@ -33,6 +32,7 @@ from rescale4dl_bmz.files.atomic import atomic_path
 from rescale4dl_bmz.errors import InputError
 from rescale4dl_bmz.factors import parse_factor
 from rescale4dl_bmz.files.run_folder import SweepRun, check_pixel_size, load_run
+from rescale4dl_bmz.process.settings import private_working_directory
 
 log = logging.getLogger(__name__)
 
@@ -96,17 +96,6 @@ def _check_out(out_zip: str | Path) -> Path:
 
 
 @contextlib.contextmanager
-def _working_dir(path: Path):
-    """bioimageio.core unpacks TensorFlow weights into the current directory: run it elsewhere."""
-    old = Path.cwd()
-    os.chdir(path)
-    try:
-        yield path
-    finally:
-        os.chdir(old)
-
-
-@contextlib.contextmanager
 def known_github_users(handles):
     """Let bioimageio.spec accept these GitHub handles without looking them up online (see module doc)."""
     from bioimageio.spec._internal.constants import KNOWN_GITHUB_USERS
@@ -142,8 +131,8 @@ def check_package(zip_path: str | Path) -> "object":
     from bioimageio.core import test_model
 
     zip_path = Path(zip_path).resolve()
-    with (tempfile.TemporaryDirectory(prefix="rescale4dl_test_") as tmp, _working_dir(Path(tmp)),
-          known_github_users(package_github_users(zip_path))):
+    # bioimageio.core unpacks TensorFlow weights into the working directory: a private, temporary one
+    with private_working_directory(), known_github_users(package_github_users(zip_path)):
         return test_model(zip_path)
 
 
