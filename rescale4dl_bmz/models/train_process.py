@@ -13,26 +13,18 @@ import json
 import logging
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Sequence
 
-log = logging.getLogger("rescale4dl.train")
+from rescale4dl_bmz.process.settings import die_with_parent, use_tensorflow_keras
+
+log = logging.getLogger(__name__)
 
 _NOISE = ("NodeDef mentions attribute", "retracing", "cpu_feature_guard", "To enable the following instructions",
           "absl::InitializeLog", "Memory patch applied", "oneDNN custom operations")
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 def train_in_subprocess(images: Sequence[Path], masks: Sequence[Path], config, out_dir: str | Path,
@@ -49,10 +41,10 @@ def train_in_subprocess(images: Sequence[Path], masks: Sequence[Path], config, o
     with tempfile.TemporaryDirectory(prefix="rescale4dl_train_") as tmp, open(log_file, "w") as full:
         job_file = Path(tmp) / "job.json"
         job_file.write_text(json.dumps(job))
-        env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}  # the child sets Keras' backend
         proc = subprocess.Popen([sys.executable, "-m", "rescale4dl_bmz.models.train_process", str(job_file)],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+                                preexec_fn=die_with_parent if sys.platform.startswith("linux") else None)
         lines: list[str] = []
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -89,6 +81,7 @@ _ERROR_LINE = re.compile(r"^\s*[\w.]*(Error|Exception|Failed|Interrupt)\b[^:]*:"
 
 def main(job_file: str) -> int:
     """Child side: read the job, load the arrays, train."""
+    use_tensorflow_keras()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     from rescale4dl_bmz.files.dataset import read_image, read_mask
     from rescale4dl_bmz.models import train_model
