@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from rescale4dl_bmz.errors import InputError
 from rescale4dl_bmz.factors import parse_factor
 
-log = logging.getLogger("rescale4dl.run_folder")
+log = logging.getLogger(__name__)
 
 TASKS = ("semantic", "instance")
 SUMMARY_REQUIRED = ("factor", "iou_mean")

@@ -34,7 +34,7 @@ from rescale4dl_bmz.files.dataset import (Pair, dataset_pixel_size, ensure_outsi
 from rescale4dl_bmz.errors import FactorFailed, InputError, is_environment_fault, one_line
 from rescale4dl_bmz.factors import Factor, coarsest_step, crop_slices, parse_factor
 
-log = logging.getLogger("rescale4dl.sweep")
+log = logging.getLogger(__name__)
 
 STAGES = ("data", "train", "predict", "evaluate")
 
