@@ -84,7 +84,8 @@ def test_the_flow_run_ends_failed_naming_the_factor(lost_baseline):
     """The same run folder rerun in-process: finished factors resume, og fails again, and the
     Prefect flow run's final state is Failed with a one-line message naming og."""
     from rescale4dl_bmz.sweep.config import load_sweep_config
-    from rescale4dl_bmz.sweep.flow import configure_prefect, make_flow
+    from rescale4dl_bmz.process.settings import configure_prefect
+    from rescale4dl_bmz.sweep.flow import make_flow
     from rescale4dl_bmz.sweep.prepare import prepare
 
     out, _ = lost_baseline

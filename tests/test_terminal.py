@@ -6,7 +6,10 @@ import logging
 import os
 import time
 
-from rescale4dl_bmz.sweep.terminal import SweepProgress, TerminalHandler, summary_block
+from rescale4dl_bmz.models.worker import log as training_log
+from rescale4dl_bmz.process.logs import TerminalHandler
+from rescale4dl_bmz.sweep.stages import log as sweep_log
+from rescale4dl_bmz.sweep.terminal import SweepProgress, summary_block
 
 STAGES = ["data", "train", "predict", "evaluate"]
 
@@ -18,7 +21,7 @@ def test_progress_counts_estimates_and_names_reused_stages_once(tmp_path, caplog
     old = time.time() - 3600
     os.utime(marker, (old, old))  # finished by an earlier run
     progress = SweepProgress(["og", "ds2"], STAGES, tmp_path, bar=False)
-    with caplog.at_level(logging.INFO, logger="rescale4dl.progress"):
+    with caplog.at_level(logging.INFO, logger="rescale4dl_bmz.sweep.terminal"):
         progress.update("og", "data")
         assert progress.eta() == "time left: after the first rescale"  # a reused stage tells no duration
         progress.update("ds2", "data")
@@ -43,11 +46,11 @@ def test_quiet_handler_drops_what_a_user_cannot_act_on():
     quiet, loud = TerminalHandler(verbose=False), TerminalHandler(verbose=True)
     noise = [_record("prefect.task_runs", logging.INFO, "Finished in state Cached(type=COMPLETED)"),
              _record("prefect.task_runs", logging.ERROR, "Task run failed with exception\nTraceback ..."),
-             _record("rescale4dl.train", logging.INFO, "Traceback (most recent call last):"),
-             _record("rescale4dl.train", logging.INFO, "  File \"x.py\", line 3"),
-             _record("rescale4dl.train", logging.INFO, "E0000 00:00:1796297584.974051 4956 util.cc:131] oneDNN")]
-    kept = [_record("rescale4dl.train", logging.INFO, "epoch 1/2  steps 20  loss 0.7364"),
-            _record("rescale4dl.sweep", logging.WARNING, "advice: use bigger images")]
+             _record(training_log.name, logging.INFO, "Traceback (most recent call last):"),
+             _record(training_log.name, logging.INFO, "  File \"x.py\", line 3"),
+             _record(training_log.name, logging.INFO, "E0000 00:00:1796297584.974051 4956 util.cc:131] oneDNN")]
+    kept = [_record(training_log.name, logging.INFO, "epoch 1/2  steps 20  loss 0.7364"),
+            _record(sweep_log.name, logging.WARNING, "advice: use bigger images")]
     assert not any(quiet.filter(r) for r in noise)
     assert all(quiet.filter(r) for r in kept) and all(loud.filter(r) for r in noise)
 

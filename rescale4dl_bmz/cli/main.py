@@ -25,7 +25,8 @@ from rescale4dl_bmz.errors import EXIT_ENVIRONMENT, EXIT_INPUT, EXIT_INTERNAL, I
 # Order shown in --help: the user's journey from data to a shipped model.
 COMMANDS = ("demo", "advise", "rescale", "labels", "train", "predict", "evaluate",
             "sweep", "select", "plan", "export")
-# Commands that load TensorFlow: imported up front with its start-up lines muted (unless --verbose).
+# Commands that load TensorFlow: Keras set to its TensorFlow backend, then both imported up front with
+# their start-up lines muted (unless --verbose).
 TF_COMMANDS = ("demo", "train", "predict", "sweep", "export")
 
 
@@ -76,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from rescale4dl_bmz.sweep.terminal import quiet_frameworks, setup_logging
+    from rescale4dl_bmz.process.logs import quiet_frameworks, setup_logging
+    from rescale4dl_bmz.process.settings import use_tensorflow_keras
 
     setup_logging(args.verbose)
     import rescale4dl_bmz.process.shutdown as shutdown
@@ -91,8 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         return code
 
     try:
-        if args.command in TF_COMMANDS and not args.verbose:
-            quiet_frameworks()
+        if args.command in TF_COMMANDS:
+            use_tensorflow_keras()  # before anything imports Keras
+            if not args.verbose:
+                quiet_frameworks()
         return int(args._run(args) or 0)
     except InputError as exc:
         return fail(EXIT_INPUT, str(exc))

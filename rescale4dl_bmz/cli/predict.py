@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rescale4dl_bmz.errors import InputError
 
-log = logging.getLogger("rescale4dl_bmz.cli.predict")
+log = logging.getLogger(__name__)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

@@ -32,7 +32,7 @@ from rescale4dl_bmz.errors import InputError, describe_validation_error
 from rescale4dl_bmz.factors import parse_factor
 from rescale4dl_bmz.vocabulary import ON_CHANGE, TASKS
 
-log = logging.getLogger("rescale4dl.run_folder")
+log = logging.getLogger(__name__)
 
 SUMMARY_REQUIRED = ("factor", "iou_mean")
 COVER_FIGURES = ("iou_vs_coverage.png", "iou_vs_pixel_coverage.png", "iou_boxplot.png")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from rescale4dl_bmz.errors import InputError
 
-log = logging.getLogger("rescale4dl.lock")
+log = logging.getLogger(__name__)
 
 LOCK_FILE = ".rescale4dl.lock"
 HOLDER_FILE = ".rescale4dl.holder.json"

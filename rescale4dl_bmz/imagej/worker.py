@@ -24,19 +24,19 @@ System.out/err (where ImageJ prints IJ.log and IJ.error without a GUI) is captur
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import random
 import secrets
 import select
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+
+from rescale4dl_bmz.process.settings import die_with_parent
 
 XVFB_START_TIMEOUT = 20.0
 _KEEP_OPEN: list[int] = []
@@ -57,14 +57,6 @@ def _read_line(fd: int, timeout: float) -> str:
     return data.decode(errors="replace").strip()
 
 
-def _die_with_parent() -> None:
-    """preexec_fn: SIGKILL this child when the process that started it dies (Linux)."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
 def start_xvfb(workdir: str) -> tuple[subprocess.Popen, int, str]:
     """A private Xvfb: (process, display number, Xauthority path). Retries on taken displays."""
     auth = os.path.join(workdir, "Xauthority")
@@ -83,7 +75,7 @@ def start_xvfb(workdir: str) -> tuple[subprocess.Popen, int, str]:
             ["Xvfb", f":{n}", "-nolisten", "tcp", "-auth", auth, "-screen", "0", "1024x768x24",
              "-displayfd", str(write_fd)],
             pass_fds=(write_fd,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
-            preexec_fn=_die_with_parent)
+            preexec_fn=die_with_parent)
         os.close(write_fd)
         text = _read_line(read_fd, XVFB_START_TIMEOUT)
         # Keep the read end open: Xvfb may write the newline separately and dies on EPIPE.

@@ -2,11 +2,13 @@
 
 Keras backend
 -------------
-Importing this package sets ``KERAS_BACKEND=tensorflow`` unconditionally (not ``setdefault``):
-a user's ``KERAS_BACKEND=torch`` (or bioimageio.core switching Keras to torch) would otherwise
-break StarDist and our SavedModel export. If Keras was already imported with another backend,
-`require_tensorflow_backend` raises instead of training on the wrong one. TensorFlow uses a GPU
-when it sees one; nothing needs a GPU.
+Importing this package sets nothing. `require_tensorflow_backend`, through which this package
+gets Keras, first sets ``KERAS_BACKEND=tensorflow`` unconditionally (not ``setdefault``; see
+`rescale4dl_bmz.process.settings.use_tensorflow_keras`, which entry points call early): a user's
+``KERAS_BACKEND=torch`` (or bioimageio.core switching Keras to torch) would otherwise break
+StarDist and our SavedModel export. If Keras was already imported with another backend, it
+raises instead of training on the wrong one. TensorFlow uses a GPU when it sees one; nothing
+needs a GPU.
 
 Python API
 ----------
@@ -54,11 +56,9 @@ training, thresholds and receptive fields are done: a folder named MODEL is alwa
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 
-os.environ["KERAS_BACKEND"] = "tensorflow"
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info/warning lines
+from rescale4dl_bmz.process.settings import use_tensorflow_keras
 
 _API = {
     "TrainConfig": "config",
@@ -77,14 +77,15 @@ __all__ = sorted(_API) + ["require_tensorflow_backend"]
 
 
 def require_tensorflow_backend():
-    """Import and return keras, refusing a Keras already running on another backend."""
+    """Import and return keras on TensorFlow, refusing a Keras already running on another backend."""
     loaded = sys.modules.get("keras")
     if loaded is not None:
         backend = loaded.backend.backend()
         if backend != "tensorflow":
-            raise RuntimeError(f"Keras was imported with the {backend!r} backend before rescale4dl_bmz.models; "
-                               "import rescale4dl_bmz.models first or set KERAS_BACKEND=tensorflow")
-    os.environ["KERAS_BACKEND"] = "tensorflow"
+            raise RuntimeError(f"Keras was imported with the {backend!r} backend before rescale4dl_bmz set it; "
+                               "call rescale4dl_bmz.process.settings.use_tensorflow_keras() first or set "
+                               "KERAS_BACKEND=tensorflow")
+    use_tensorflow_keras()
     import keras
 
     return keras

@@ -14,7 +14,7 @@ from rescale4dl_bmz.models import require_tensorflow_backend
 from rescale4dl_bmz.files.text_files import write_text
 
 keras = require_tensorflow_backend()
-log = logging.getLogger("rescale4dl_bmz.models")
+log = logging.getLogger(__name__)
 
 LOG_COLUMNS = ("epoch", "steps", "loss", "val_loss", "learning_rate", "time_s")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from rescale4dl_bmz.models import require_tensorflow_backend
 from rescale4dl_bmz.models.config import TrainConfig
 
-log = logging.getLogger("rescale4dl_bmz.models")
+log = logging.getLogger(__name__)
 
 STARDIST_DIR = "stardist"
 

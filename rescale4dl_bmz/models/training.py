@@ -31,7 +31,7 @@ from rescale4dl_bmz.models.patches import Split, auto_min_foreground, patch_size
 from rescale4dl_bmz.models.store import (CONFIG_FILE, COST_FILE, LOG_FILE, RF_FILE, SPLIT_FILE, UNET_FILE,
                     check_output_folder, staging_folder)
 
-log = logging.getLogger("rescale4dl_bmz.models")
+log = logging.getLogger(__name__)
 
 Progress = Callable[[dict], None]
 

@@ -116,8 +116,7 @@ class TensorFlowWorker:
     def _start(self) -> None:
         from rescale4dl_bmz.process.settings import die_with_parent
 
-        env = {**os.environ, "KERAS_BACKEND": "tensorflow", "PYTHONUNBUFFERED": "1"}
-        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # the worker sets its Keras backend itself (`serve`)
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "rescale4dl_bmz.models.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, env=env,

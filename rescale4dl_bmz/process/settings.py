@@ -2,8 +2,9 @@
 
 Nothing here runs at import. What each one changes lives for the whole process (environment
 variables read by libraries at their import, the working directory, the parent-death signal),
-so they are called once, early, by `rescale4dl` commands, the sweep flow, the training and
-ImageJ child processes, and the tests.
+so they are called once, early, by `rescale4dl` commands, the sweep flow (also as a Prefect
+deployment, flows/sweep_flow.py), the training and ImageJ child processes, and the tests. The
+logging setup lives beside this module, in `rescale4dl_bmz.process.logs`.
 """
 
 from __future__ import annotations
@@ -34,9 +35,14 @@ def configure_prefect(results_dir: str | Path) -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "rescale4dl_bmz")
     os.environ.setdefault("PREFECT_UI_ENABLED", "true")
-    os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = str(Path(results_dir).resolve() / ".prefect" / "results")
+    os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = str(prefect_results_path(results_dir))
     os.environ.setdefault("MPLBACKEND", "Agg")
     use_tensorflow_keras()
+
+
+def prefect_results_path(results_dir: str | Path) -> Path:
+    """Where Prefect keeps the task results of a run in `results_dir`: ``results_dir/.prefect/results``."""
+    return Path(results_dir).resolve() / ".prefect" / "results"
 
 
 @functools.cache

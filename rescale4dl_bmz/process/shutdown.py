@@ -19,7 +19,7 @@ import sys
 import threading
 from typing import Callable, Iterator
 
-log = logging.getLogger("rescale4dl.shutdown")
+log = logging.getLogger(__name__)
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _SERVER_MARKERS = ("uvicorn", "prefect.server")

@@ -1,4 +1,4 @@
-"""The sweep as a Prefect 3 flow: wiring only, the work lives in `sweep.py`.
+"""The sweep as a Prefect 3 flow: wiring only, the work lives in `stages.py`.
 
 One task per factor and stage (data, train, predict, evaluate), cached on inputs and code with
 results persisted under `OUT/.prefect/results`, so a rerun skips what finished; the stages also
@@ -12,26 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from pathlib import Path
 
 from rescale4dl_bmz.sweep.config import SweepConfig
 from rescale4dl_bmz.errors import is_environment_fault
 
-log = logging.getLogger("rescale4dl.pipeline")
-
-
-def configure_prefect(out: str | Path) -> None:
-    """Offline, quiet Prefect settings; must run before `prefect` is imported."""
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "rescale4dl")
-    os.environ.setdefault("PREFECT_UI_ENABLED", "true")
-    os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = str(Path(out).resolve() / ".prefect" / "results")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("MPLBACKEND", "Agg")
+log = logging.getLogger(__name__)
 
 
 def _tasks():
@@ -112,10 +98,17 @@ def sweep_flow_fn(config: SweepConfig, plan=None):
 
 
 def make_flow(config: SweepConfig):
-    """The Prefect flow object with the task runner the config asks for."""
+    """The Prefect flow object with the task runner the config asks for.
+
+    Its tasks' results go to OUT/.prefect/results, named here rather than left to Prefect's
+    settings: a deployment's flow run read those before its config named OUT, and a sub-flow
+    (this one, under flows/sweep_flow.py) would inherit its parent's storage.
+    """
     from prefect import flow
 
     from prefect.task_runners import ThreadPoolTaskRunner
+
+    from rescale4dl_bmz.process.settings import prefect_results_path
 
     runner = ThreadPoolTaskRunner(max_workers=1)  # sequential: one factor's stage at a time
     if config.task_runner == "dask":
@@ -127,7 +120,8 @@ def make_flow(config: SweepConfig):
             runner = DaskTaskRunner(cluster_kwargs={"n_workers": config.dask_workers, "threads_per_worker": 1,
                                                     "processes": True, "dashboard_address": None})
     return flow(sweep_flow_fn, name="rescale4dl-sweep", log_prints=True, validate_parameters=False,
-                task_runner=runner)
+                task_runner=runner, result_storage=prefect_results_path(config.out),
+                persist_result=False)  # the flow's own summary is in the run folder; its tasks persist theirs
 
 
 def run_sweep(config: SweepConfig, on_change: str = "refuse") -> dict:
@@ -140,9 +134,11 @@ def run_sweep(config: SweepConfig, on_change: str = "refuse") -> dict:
     """
     from rescale4dl_bmz.files.run_folder import open_record, vouch_tables
     from rescale4dl_bmz.files.run_lock import RunLock
+    from rescale4dl_bmz.process.settings import configure_prefect, use_tensorflow_keras
     from rescale4dl_bmz.process.shutdown import stop_on_signals
     from rescale4dl_bmz.sweep.prepare import plan_sweep, run_record, write_prepared
 
+    use_tensorflow_keras()  # before anything imports Keras
     plan, advice = plan_sweep(config)  # bad data or config fail here, before anything is written
     record = run_record(config, plan)
     open_record(config.out, record, on_change, dry_run=True)  # a folder holding another run: before the lock

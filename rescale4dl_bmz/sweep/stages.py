@@ -29,7 +29,7 @@ from rescale4dl_bmz.sweep.markers import is_done, mark_done, marker_path, read_d
 from rescale4dl_bmz.sweep.plan import Plan, crop_pair, factor_dir
 from rescale4dl_bmz.models.prediction import WARM_REPEATS, warm_inference_seconds
 
-log = logging.getLogger("rescale4dl.sweep")
+log = logging.getLogger(__name__)
 
 STAGES = ("data", "train", "predict", "evaluate")
 
