@@ -27,7 +27,9 @@ COMMANDS = ("demo", "advise", "rescale", "labels", "train", "predict", "evaluate
             "sweep", "select", "plan", "export")
 # Commands that load TensorFlow: Keras set to its TensorFlow backend, then both imported up front with
 # their start-up lines muted (unless --verbose).
-TF_COMMANDS = ("demo", "train", "predict", "sweep", "export")
+# (`sweep` and `demo` train, predict and export in the TensorFlow worker; a pretrained package's
+# sweep imports TensorFlow here, muted then by `cli.sweep.run_and_report`.)
+TF_COMMANDS = ("train", "predict", "export")
 
 
 def version() -> str:

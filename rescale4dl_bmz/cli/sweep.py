@@ -126,8 +126,14 @@ def exit_code(summary: dict) -> int:
 
 def run_and_report(config, on_change: str = "refuse") -> dict:
     """Run the flow and print the decision and where everything is."""
+    import logging
+
     from rescale4dl_bmz.sweep.flow import run_sweep
 
+    if config.model is not None and logging.getLogger().level > logging.DEBUG:
+        from rescale4dl_bmz.process.logs import quiet_frameworks
+
+        quiet_frameworks()  # a pretrained package runs here, on TensorFlow: mute its start-up lines
     summary = run_sweep(config, on_change)
     from rescale4dl_bmz.sweep.terminal import summary_block
 

@@ -9,7 +9,8 @@ NumPy and TensorFlow again with op determinism on (`training._reproducible`), so
 as the worker's fifth job has the same weights, bit for bit, as one trained by a fresh process
 (tests/test_models_worker.py).
 
-Protocol: one JSON job per line on the worker's stdin. Everything the worker prints (our log
+Protocol: the worker imports TensorFlow and says so (a first reply with the import time); then
+one JSON job per line on its stdin. Everything the worker prints (our log
 lines, TensorFlow's, a traceback) goes to the job's log file, and the lines a person can act on
 are relayed to this process's log, until a line starting with `REPLY_MARK` carries the JSON
 reply. A worker that dies (killed, out of memory) fails the running job with its exit code and
@@ -58,6 +59,7 @@ class TensorFlowWorker:
         self._proc: subprocess.Popen | None = None
         self._lock = threading.Lock()
         self.started = 0  # how many worker processes this client has started
+        self.startup_s: float | None = None  # the last start's TensorFlow import, in seconds
 
     @property
     def pid(self) -> int | None:
@@ -89,29 +91,33 @@ class TensorFlowWorker:
         with self._lock, open(log_file, "w") as full:
             if self.pid is None:
                 self._start()
-            proc = self._proc
-            assert proc is not None and proc.stdin is not None and proc.stdout is not None
-            lines: list[str] = []
+                self.startup_s = self._reply(full, log_file)["startup_s"]  # TensorFlow imported
             try:
-                proc.stdin.write(json.dumps(job) + "\n")
-                proc.stdin.flush()
+                self._proc.stdin.write(json.dumps(job) + "\n")
+                self._proc.stdin.flush()
             except BrokenPipeError:
-                pass  # the worker is gone: reading its output below reaches the end and names the exit code
-            for line in proc.stdout:
-                if line.startswith(REPLY_MARK):
-                    reply = json.loads(line[len(REPLY_MARK):])
-                    if reply["ok"]:
-                        return reply["result"]
-                    raise WorkerJobFailed(reply["error"], str(log_file))
-                full.write(line)
-                full.flush()
-                line = line.rstrip()
-                if line and not any(n in line for n in _NOISE):
-                    log.info("%s", line)
-                    lines = (lines + [line])[-200:]
-            code = proc.wait()
-            self._proc = None
-            raise WorkerJobFailed(_error_line(lines, code), str(log_file))
+                pass  # the worker is gone: reading its output reaches the end and names the exit code
+            return self._reply(full, log_file)
+
+    def _reply(self, full, log_file: Path) -> dict:
+        """Relay the worker's output until its reply line; the reply's result, or WorkerJobFailed."""
+        proc = self._proc
+        lines: list[str] = []
+        for line in proc.stdout:
+            if line.startswith(REPLY_MARK):
+                reply = json.loads(line[len(REPLY_MARK):])
+                if reply["ok"]:
+                    return reply["result"]
+                raise WorkerJobFailed(reply["error"], str(log_file))
+            full.write(line)
+            full.flush()
+            line = line.rstrip()
+            if line and not any(n in line for n in _NOISE):
+                log.info("%s", line)
+                lines = (lines + [line])[-200:]
+        code = proc.wait()
+        self._proc = None
+        raise WorkerJobFailed(_error_line(lines, code), str(log_file))
 
     def _start(self) -> None:
         from rescale4dl_bmz.process.settings import die_with_parent
@@ -227,6 +233,10 @@ def serve(stdin=None, stdout=None) -> int:
     stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
     use_tensorflow_keras()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=stdout, force=True)
+    t0 = time.perf_counter()
+    import keras  # noqa: F401  (TensorFlow too: the one import of a sweep)
+
+    _send(stdout, {"ok": True, "result": {"startup_s": time.perf_counter() - t0}})
     for line in stdin:
         if not line.strip():
             continue
@@ -237,11 +247,15 @@ def serve(stdin=None, stdout=None) -> int:
         except Exception as exc:  # the job failed, the worker serves the next one
             traceback.print_exc(file=stdout)
             reply = {"ok": False, "error": one_line(exc)}
-        stdout.flush()
-        sys.stderr.flush()
-        stdout.write(REPLY_MARK + json.dumps(reply) + "\n")
-        stdout.flush()
+        _send(stdout, reply)
     return 0
+
+
+def _send(stdout, reply: dict) -> None:
+    stdout.flush()
+    sys.stderr.flush()
+    stdout.write(REPLY_MARK + json.dumps(reply) + "\n")
+    stdout.flush()
 
 
 if __name__ == "__main__":

@@ -273,7 +273,7 @@ class PackagedModel:
 
     def predict(self, image: np.ndarray, tile_size: int | None = None) -> np.ndarray:
         """Labels for a raw 2D image: uint8 class indices (semantic) or uint8/16/32 instance labels."""
-        from rescale4dl_bmz.data.label_arrays import label_dtype
+        from rescale4dl_bmz.data.label_arrays import compact_labels
 
         out = self.predict_output(image, tile_size)
         if self.info.output_form == "probabilities":
@@ -291,7 +291,7 @@ class PackagedModel:
             if values.size and float(values.max()) > 255:
                 raise InputError(f"{self.info.path}: the class map holds values above 255; not a class map")
             return values.astype(np.uint8)
-        return label_dtype(values.astype(np.int64) if values.dtype.kind == "f" else values)
+        return compact_labels(values.astype(np.int64) if values.dtype.kind == "f" else values)
 
     def close(self) -> None:
         """Free the model (the pipeline is unusable afterwards)."""
