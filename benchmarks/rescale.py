@@ -274,7 +274,6 @@ def main(argv: list[str] | None = None) -> int:
         (f"image downsampling vs np.copy of the image: worst {worst_down:.2f}x (target <= {DOWNSAMPLE_COPY_TARGET:g}x)",
          worst_down <= DOWNSAMPLE_COPY_TARGET),
     ]
-    del image, mask
 
     # --- a large ladder written to disk: peak memory
     if args.ladder_size:
