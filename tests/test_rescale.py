@@ -9,7 +9,8 @@ import pytest
 
 from rescale4dl_bmz.errors import InputError
 from rescale4dl_bmz.factors import default_ladder, parse_factor
-from rescale4dl_bmz.data.rescale import (block_majority, catmull_rom_upsample, compare_labels, keys_cubic,
+from rescale4dl_bmz.data.label_change import compare_labels
+from rescale4dl_bmz.data.rescale import (block_majority, catmull_rom_upsample, keys_cubic,
                                     rescale_image, rescale_mask, rescale_pair)
 
 LADDER = default_ladder()  # up4 up2 og ds2 ds4 ds8 ds16

@@ -32,16 +32,12 @@ from rescale4dl_bmz.vocabulary import LABEL_STYLES
 BACKGROUND, INNER, EDGE = 0, 1, 2
 
 
-def _as_labels(mask: np.ndarray, what: str = "mask") -> np.ndarray:
-    return check_labels(mask, what)
-
-
 def label_boundaries(mask: np.ndarray) -> np.ndarray:
     """Boolean map of MorphoLibJ "Label Boundaries": right or lower neighbour differs.
 
     The last row and last column are never boundaries (they have no right/lower neighbour).
     """
-    return _deepbacs(_as_labels(mask)) == EDGE
+    return _deepbacs(check_labels(mask, "mask")) == EDGE
 
 
 def _deepbacs(labels: np.ndarray) -> np.ndarray:
@@ -88,7 +84,7 @@ def _deepbacs(labels: np.ndarray) -> np.ndarray:
 
 def inner_boundaries(mask: np.ndarray) -> np.ndarray:
     """Boolean map of object pixels with a 4-neighbour of another label (image border: no edge)."""
-    labels = _as_labels(mask)
+    labels = check_labels(mask, "mask")
     edge = np.zeros(labels.shape, dtype=bool)
     horizontal = labels[:, :-1] != labels[:, 1:]
     edge[:, :-1] |= horizontal
@@ -104,7 +100,7 @@ def instance_to_semantic(mask: np.ndarray, style: str = "deepbacs") -> np.ndarra
     """Instance labels -> uint8 0 background / 1 inner / 2 edge (see the module docstring)."""
     if style not in LABEL_STYLES:
         raise InputError(f"unknown edge style {style!r}; choose one of {', '.join(LABEL_STYLES)}")
-    labels = _as_labels(mask)
+    labels = check_labels(mask, "mask")
     if style == "deepbacs":
         return _deepbacs(labels)
     edge = inner_boundaries(labels)

@@ -3,15 +3,18 @@
 Layout written under OUT:
 
     OUT/ladder.json                 settings of the ladder (a rerun with other settings is refused)
-    OUT/<factor>/images/<name>.tif  float32, the factor's pixel size in the TIFF metadata
-    OUT/<factor>/masks/<name>.tif   uint16 (uint32 when labels need it), same pixel size
+    OUT/<factor>/images/<name>.tif  float32 (uncompressed), the factor's pixel size in the TIFF metadata
+    OUT/<factor>/masks/<name>.tif   uint16 (uint32 when labels need it, zlib), same pixel size
     OUT/manifest.json, manifest.csv per factor and image: shape, pixel size (null = unknown),
                                     objects, objects vanished since og, split objects, crop box
 
 Every pair is cropped once, to a multiple of the coarsest downsampling step (same box for image and
 mask), so every factor covers the same field of view and maps back exactly onto the original grid.
-All input is validated before anything is written. Files are written atomically, so a rerun skips
-the outputs that exist (they are complete) and only computes what is missing.
+All input is validated before anything is written. Each factor's image and mask are computed and
+written in bands of rows (`rescale.image_bands`, `files.band_writer`): a ladder's memory stays
+well below its largest output image, and the files hold the same pixels as rescaling whole images.
+Files are written atomically, so a rerun skips the outputs that exist (they are complete) and only
+computes what is missing.
 """
 
 from __future__ import annotations
@@ -27,13 +30,15 @@ from typing import Sequence
 import numpy as np
 
 from rescale4dl_bmz import __version__
-from rescale4dl_bmz.files.dataset import ItemInfo, Pair, dataset_pixel_size, inspect_dataset, read_pair
-from rescale4dl_bmz.files.folders import ensure_outside
-from rescale4dl_bmz.files.images import read_mask, write_tiff
-from rescale4dl_bmz.files.text_files import write_json, write_text
+from rescale4dl_bmz.data.label_change import compare_labels, present_labels
+from rescale4dl_bmz.data.rescale import image_bands, mask_bands, rescale_mask, rescale_pair
 from rescale4dl_bmz.errors import InputError
 from rescale4dl_bmz.factors import Factor, coarsest_step, crop_slices, parse_factor, parse_factors
-from rescale4dl_bmz.data.rescale import compare_labels, present_labels, rescale_pair
+from rescale4dl_bmz.files.band_writer import stored_shape, write_tiff_rows
+from rescale4dl_bmz.files.dataset import ItemInfo, Pair, dataset_pixel_size, inspect_dataset, read_pair
+from rescale4dl_bmz.files.folders import ensure_outside
+from rescale4dl_bmz.files.images import read_mask
+from rescale4dl_bmz.files.text_files import write_json, write_text
 from rescale4dl_bmz.vocabulary import MODES
 
 __all__ = ["build_ladder", "write_factor", "crop_box", "rescale_pair", "SETTINGS_FILE"]
@@ -41,6 +46,7 @@ __all__ = ["build_ladder", "write_factor", "crop_box", "rescale_pair", "SETTINGS
 log = logging.getLogger(__name__)
 
 SETTINGS_FILE = "ladder.json"
+BAND_BYTES = 32 * 2**20  # each factor's image is computed and written in bands of about this size
 CSV_COLUMNS = ("factor", "scale", "name", "height", "width", "pixel_size_um", "objects", "objects_og",
                "vanished", "split", "crop_y0", "crop_y1", "crop_x0", "crop_x1", "mode", "image", "mask")
 
@@ -82,15 +88,12 @@ def write_factor(infos: Sequence[ItemInfo], out: str | Path, factor: Factor | st
         image_path, mask_path = _factor_paths(out, factor, info.name)
         if image_path.exists() and mask_path.exists():
             og_mask = _read_cropped_mask(info, box)
-            mask = read_mask(mask_path)
-            shape = tuple(mask.shape)
+            mask = read_mask(mask_path) if factor.is_down else og_mask
+            shape = tuple(mask.shape) if factor.is_down else stored_shape(mask_path)
         else:
             image, og_mask = _read_cropped(info, box, channel)
-            image, mask = rescale_pair(image, og_mask, factor, mode)
-            shape = tuple(image.shape)
-            write_tiff(image_path, image, pixel)
+            shape, mask = _write_rescaled(image_path, mask_path, image, og_mask, factor, mode, pixel)
             del image
-            write_tiff(mask_path, mask, pixel)
             written += 1
         rows.append(_row(factor, info.name, shape, pixel, og_mask, mask, box, mode,
                          image_path.relative_to(out), mask_path.relative_to(out)))
@@ -102,6 +105,24 @@ def write_factor(infos: Sequence[ItemInfo], out: str | Path, factor: Factor | st
     return rows
 
 
+def _write_rescaled(image_path: Path, mask_path: Path, image: np.ndarray, og_mask: np.ndarray, factor: Factor,
+                    mode: str, pixel: float | None) -> tuple[tuple[int, int], np.ndarray]:
+    """Write one pair at one factor, computed and written in bands (no output image is ever whole).
+
+    Returns the output shape and the mask to count objects on: the rescaled mask when downsampling
+    (at most a quarter of og), og's otherwise (replication keeps every object as it is).
+    """
+    bands = image_bands(image, factor, mode, BAND_BYTES)
+    write_tiff_rows(image_path, bands.shape, bands.dtype, bands, pixel)
+    if factor.is_down:
+        mask = rescale_mask(og_mask, factor, mode)
+        write_tiff_rows(mask_path, mask.shape, mask.dtype, [mask], pixel)
+        return bands.shape, mask
+    labels = mask_bands(og_mask, factor, mode, BAND_BYTES)
+    write_tiff_rows(mask_path, labels.shape, labels.dtype, labels, pixel)
+    return bands.shape, og_mask
+
+
 def _read_cropped_mask(info: ItemInfo, box: dict) -> np.ndarray:
     mask = read_mask(info.mask)
     (y0, y1), (x0, x1) = box["y"], box["x"]
@@ -111,11 +132,8 @@ def _read_cropped_mask(info: ItemInfo, box: dict) -> np.ndarray:
 def _row(factor: Factor, name: str, shape: tuple, pixel: float | None, og_mask: np.ndarray, mask: np.ndarray,
          box: dict, mode: str, image_rel: Path, mask_rel: Path) -> dict:
     """One manifest row: what the factor did to this pair's objects."""
-    if factor.is_up:
-        # Pixel replication keeps every object and its connectivity: measure on the smaller og mask.
-        change = compare_labels(og_mask, og_mask)
-    else:
-        change = compare_labels(og_mask, mask)
+    # Up and og: `mask` is og's (replication keeps every object and its connectivity).
+    change = compare_labels(og_mask, mask)
     return {
         "factor": factor.name, "scale": factor.scale, "name": name, "shape": list(shape),
         "pixel_size_um": pixel, "objects": change.objects, "objects_og": int(present_labels(og_mask).size),
