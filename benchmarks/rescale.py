@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out_bytes = sum(int(np.prod(f.shape(image.shape))) * (4 + 2) for f in ladder)
     block = np.ones(out_bytes // 4, np.float32)
-    t_copy_out = best_of(lambda: np.copy(block), 5)
+    t_copy_out = best_of(lambda b=block: np.copy(b), 5)
     del block
 
     # --- the recipe, alternating with the aligned ladder

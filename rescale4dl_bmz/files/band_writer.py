@@ -1,13 +1,13 @@
 """TIFF files written a band of rows at a time, so that no output image is ever whole in memory.
 
-The files carry the ImageJ metadata and pixel size `dataset.write_tiff` writes (unit 'um' and the
+The files carry the ImageJ metadata and pixel size of `images.write_tiff` (one rule: `tiff_options`) (unit 'um' and the
 resolution tags; uint32 labels, which ImageJ cannot hold, as a plain TIFF with a resolution in
 centimetres). Float images are stored uncompressed: their noise compresses by about 15 % at
 several times the cost of writing the bytes. Integer masks are long runs of one label: zlib shrinks
 them about 100-fold for about the cost of writing them uncompressed, so they keep it (in strips of
 about 256 KB, compressed one strip at a time). An uncompressed image over 4 GB is a BigTIFF with
 the same metadata (tifffile and Fiji's Bio-Formats read it; classic TIFF offsets cannot reach past
-4 GB). Writes are atomic (`dataset.atomic_path`).
+4 GB). Writes are atomic (`atomic.atomic_path`).
 """
 
 from __future__ import annotations

@@ -141,23 +141,15 @@ def _ome_pixel_size(xml: str) -> float | None:
 # ----------------------------------------------------------------------------- writing
 
 def write_tiff(path: str | Path, array: np.ndarray, pixel_size_um: float | None = None) -> Path:
-    """Write a 2D array as an ImageJ TIFF (zlib), with the pixel size in µm when known."""
+    """Write a 2D array as an ImageJ TIFF (zlib), with the pixel size in µm when known
+    (metadata rules: `band_writer.tiff_options`)."""
     import tifffile
 
-    kwargs: dict = {"imagej": True, "compression": "zlib"}
-    if pixel_size_um is not None:
-        kwargs["resolution"] = (1.0 / pixel_size_um, 1.0 / pixel_size_um)
-        kwargs["metadata"] = {"unit": "um", "axes": "YX"}
-    else:
-        kwargs["metadata"] = {"axes": "YX"}
+    from rescale4dl_bmz.files.band_writer import tiff_options
+
     if array.dtype in (np.uint64, np.int64) or array.dtype == np.int32:
         array = compact_labels(array) if np.issubdtype(array.dtype, np.integer) and array.min() >= 0 else array
-    if array.dtype == np.uint32:
-        kwargs.pop("imagej")  # ImageJ hyperstacks cannot hold uint32; keep the resolution tags
-        kwargs["metadata"] = None
-        if pixel_size_um is not None:
-            kwargs["resolutionunit"] = "CENTIMETER"
-            kwargs["resolution"] = (1e4 / pixel_size_um, 1e4 / pixel_size_um)
+    imagej, options = tiff_options(array.dtype, pixel_size_um)
     with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, array, **kwargs)
+        tifffile.imwrite(tmp, array, imagej=imagej, compression="zlib", **options)
     return Path(path)
