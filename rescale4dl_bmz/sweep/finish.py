@@ -20,7 +20,7 @@ from rescale4dl_bmz.sweep.config import SweepConfig
 from rescale4dl_bmz.sweep.plan import Plan, crop_pair, factor_dir
 from rescale4dl_bmz.sweep.report import failure_records, failure_sentence, package_note, write_sweep_report
 
-log = logging.getLogger("rescale4dl.sweep")
+log = logging.getLogger(__name__)
 
 
 @dataclass

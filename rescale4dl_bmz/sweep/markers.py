@@ -18,7 +18,7 @@ from pathlib import Path
 from rescale4dl_bmz.files.text_files import write_json
 from rescale4dl_bmz.sweep.plan import Plan, factor_dir
 
-log = logging.getLogger("rescale4dl.sweep")
+log = logging.getLogger(__name__)
 
 UPSTREAM = {"train": "data", "predict": "train", "evaluate": "predict"}  # the stage each one builds on
 

@@ -19,7 +19,7 @@ from rescale4dl_bmz.sweep.config import SweepConfig
 from rescale4dl_bmz.sweep.factor_labels import factor_labels
 from rescale4dl_bmz.sweep.plan import Plan
 
-log = logging.getLogger("rescale4dl.sweep")
+log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------- checks
