@@ -172,6 +172,7 @@ def write_sweep_report(config: SweepConfig, plan: Plan, summary, selection, figu
     recommendation in one sentence, figures, tables with units, the acquisition plan and a glossary."""
     from rescale4dl_bmz.decide.plan_text import plan_format
     from rescale4dl_bmz.metrics.tables import SAMPLED_GRID_NOTE
+    from rescale4dl_bmz.sweep.halving import halving_markdown
 
     out = Path(plan.out)
     rel = {k: Path(v).relative_to(out).as_posix() for k, v in figures.items()}
@@ -202,6 +203,7 @@ def write_sweep_report(config: SweepConfig, plan: Plan, summary, selection, figu
          f"axis).\n\n{GRID_NOTE}"),
         ("Results (native grid)", markdown_table(human_table(native, QUALITY_COLUMNS))),
         ("Cost and throughput", markdown_table(human_table(native, COST_COLUMNS))),
+        *([("Successive halving", halving_markdown(result["halving"]))] if result.get("halving") else []),
         ("The same field at each pixel size",
          f"![image, annotation and prediction per factor]({rel['examples']})\n\n"
          "Rows: factors, finest first (failed factors have no row); every row shows the same area of the "
