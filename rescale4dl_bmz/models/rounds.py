@@ -71,6 +71,7 @@ class _Rounds:
         self._stage = contextlib.ExitStack()
         self.tmp = self._stage.enter_context(staging_folder(out_dir))
         self.train_time = 0.0
+        self.prep_s = 0.0  # set by `train_in_rounds`: this factor's checks, split and build
         self.rounds_done = 0
 
     @property
@@ -100,10 +101,13 @@ class _Rounds:
         self._stage.__exit__(type(exc), exc, None)
 
     def finish(self, extra_cost: dict) -> dict:
-        """Best weights, model files, cost: the folder `train_model` would write; returns the cost."""
-        rf, thresholds_or_none, n_params = self._save()
+        """Best weights, model files, cost: the folder `train_model` would write; returns the cost.
+        Its wall time is this factor's own (preparation, its rounds, saving), not the other factors'."""
+        t0 = time.perf_counter()
+        rf, _, n_params = self._save()
+        own = self.prep_s + self.train_time + time.perf_counter() - t0
         cost = write_model_files(self.tmp, self.run, self.budget.steps, len(self.logger.rows), rf, n_params,
-                                 self.train_time, extra_cost)
+                                 self.train_time, {**extra_cost, "wall_time_s": round(own, 3)})
         self._stage.close()  # renames the staging folder onto the model folder
         return cost
 
@@ -208,7 +212,11 @@ def train_in_rounds(runs: Sequence[FactorRun], n_rounds: int, margin: float) -> 
     "round_steps" and "scores" (one per round it ran), and for survivors the cost of `cost.json`."""
     if not runs:
         return {"rounds": n_rounds, "margin": margin, "factors": {}}
-    prepared = {r.factor: prepare_training(r.images, r.masks, r.config, r.out_dir, names=r.names) for r in runs}
+    prepared, prep_s = {}, {}
+    for r in runs:
+        t0 = time.perf_counter()
+        prepared[r.factor] = prepare_training(r.images, r.masks, r.config, r.out_dir, names=r.names)
+        prep_s[r.factor] = time.perf_counter() - t0
     first = next(iter(prepared.values())).cfg
     trainers: dict[str, _Rounds] = {}
     records: dict[str, dict] = {}
@@ -216,7 +224,9 @@ def train_in_rounds(runs: Sequence[FactorRun], n_rounds: int, margin: float) -> 
         with reproducible(first):
             for r in runs:
                 run = prepared[r.factor]
+                t0 = time.perf_counter()
                 trainers[r.factor] = (_UNetRounds if run.cfg.is_unet else _StarDistRounds)(run, Path(r.out_dir))
+                trainers[r.factor].prep_s = prep_s[r.factor] + time.perf_counter() - t0
                 records[r.factor] = {"status": "running", "stopped_after_round": None, "budget_steps": run.steps,
                                      "round_steps": [], "scores": []}
             budgets = {f: round_budgets(prepared[f].steps, n_rounds, prepared[f].spe) for f in trainers}
@@ -247,8 +257,10 @@ def train_in_rounds(runs: Sequence[FactorRun], n_rounds: int, margin: float) -> 
                     t.close(exc)
         raise
     for f, t in trainers.items():
-        records[f]["steps"] = t.steps
-        records[f]["train_time_s"] = round(t.train_time, 3)
+        cfg = prepared[f].cfg
+        records[f].update(steps=t.steps, train_time_s=round(t.train_time, 3),
+                          wall_time_s=records[f].get("cost", {}).get("wall_time_s", round(t.prep_s + t.train_time, 3)),
+                          pixels_seen=int(t.steps * cfg.batch_size * cfg.patch_size ** 2))
     score = "semantic IoU (inner, edge) of the validation patches" if first.is_unet else \
         "object F1 at IoU 0.5 on the validation images (StarDist default thresholds)"
     return {"rounds": n_rounds, "margin": margin, "score": score, "factors": records}

@@ -90,7 +90,7 @@ def stage_halving(config: SweepConfig, plan: Plan, factors: list[str]) -> dict:
 
 def stopped_train_record(record: dict) -> dict:
     """What a stopped factor's train stage reports (no model): the steps it got."""
-    return {"steps": record["steps"], "wall_time_s": record.get("train_time_s")}
+    return {key: record.get(key) for key in ("steps", "wall_time_s", "pixels_seen")}
 
 
 def halving_row(record: dict) -> dict:

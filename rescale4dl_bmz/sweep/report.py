@@ -55,6 +55,8 @@ GLOSSARY = {
                             "RF/diameter compares the two.",
     "pruned": "A factor skipped before training because its cells would be too small or too large for the "
               "network (see `rescale4dl advise`).",
+    "stopped": "A factor whose training successive halving stopped early (`schedule: halving`): its validation "
+               "score trailed the round's best by more than the margin; it has no results.",
     "failed": "A factor whose rescaling, training, prediction or evaluation stopped with an error; it is shown "
               "in the figures but has no results.",
     "coarsest-equivalent": "The default rule: recommend the coarsest pixel size whose mean IoU is not "
