@@ -50,3 +50,8 @@ TASK_RUNNERS: tuple[str, ...] = get_args(TaskRunner)
 # what a sweep does when its output folder holds a different run
 OnChange = Literal["refuse", "restart", "extend"]
 ON_CHANGE: tuple[str, ...] = get_args(OnChange)
+
+# how a sweep spends its training: every factor to the full budget, or successive halving (factors
+# clearly behind on validation stop early; see `decide.halving`)
+Schedule = Literal["exhaustive", "halving"]
+SCHEDULES: tuple[str, ...] = get_args(Schedule)

@@ -22,6 +22,7 @@ RUN_FLAGS = (
     Flag("training.epochs"), Flag("training.steps"), Flag("training.architecture.base_filters", metavar="N"),
     Flag("training.min_foreground_fraction", "--min-foreground", metavar="SHARE|auto", type=min_foreground),
     Flag("tau_s", "--tau", metavar="S"), Flag("criterion"), Flag("tolerance", metavar="IOU"), Flag("prune"),
+    Flag("schedule"), Flag("halving_rounds", metavar="N"), Flag("halving_margin", metavar="SCORE"),
     Flag("export"), Flag("model", metavar="PACKAGE.zip"), Flag("task_runner"),
     Flag("dask_address", metavar="tcp://HOST:PORT"), Flag("dask_workers", metavar="N"),
 )

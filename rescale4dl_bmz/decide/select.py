@@ -290,13 +290,17 @@ def select_baseline(finished: list[str]) -> str:
 
 
 def select_og_absence(summary: pd.DataFrame, finished: list[str], failed: dict[str, str]) -> str | None:
-    """Why og cannot be the baseline: 'failed', 'pruned' (asked for, never run) or 'not in sweep';
+    """Why og cannot be the baseline: 'failed', 'pruned' (asked for, never run), 'stopped' (by
+    successive halving) or 'not in sweep';
     None when it finished."""
     if "og" in failed:
         return "failed"
     if "og" in finished:
         return None
     asked = set(summary["factor"].astype(str)) if "factor" in summary.columns else set()
+    if "og" in asked and "status" in summary.columns:
+        if (summary.loc[summary["factor"].astype(str) == "og", "status"].astype(str) == "stopped").any():
+            return "stopped"  # by successive halving
     return "pruned" if "og" in asked else "not in sweep"
 
 

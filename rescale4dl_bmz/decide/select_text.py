@@ -123,7 +123,8 @@ def caveat_text(baseline: str, og_absence: str | None, failed: dict[str, str], t
         parts.append(f"The original sampling (og) failed{_stage_text(failed['og'])}, so nothing here is compared "
                      f"with it: gains are stated against {baseline}, the finest factor that finished.")
     elif og_absence is not None:
-        why = "was pruned" if og_absence == "pruned" else "was not in this sweep"
+        why = {"pruned": "was pruned", "stopped": "was stopped early by successive halving"}.get(
+            og_absence, "was not in this sweep")
         parts.append(f"The original sampling (og) {why}: gains are stated against {baseline}, the finest factor "
                      "that finished.")
     others = {f: st for f, st in failed.items() if f != "og"}

@@ -55,7 +55,8 @@ class BestWeights(keras.callbacks.Callback):
 
 
 class EpochLog(keras.callbacks.Callback):
-    """One log line per epoch, the CSV training log rewritten each epoch, and a progress hook."""
+    """One log line per epoch, the CSV training log rewritten each epoch, and a progress hook.
+    Epochs are counted by this log, so training resumed in rounds (`models.rounds`) keeps counting."""
 
     def __init__(self, csv_path: Path, epochs: int, budget: StepBudget,
                  progress: Callable[[dict], None] | None = None):
@@ -69,7 +70,7 @@ class EpochLog(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        row = {"epoch": epoch + 1, "steps": self.budget.steps,
+        row = {"epoch": len(self.rows) + 1, "steps": self.budget.steps,
                "loss": _num(logs.get("loss")), "val_loss": _num(logs.get("val_loss")),
                "learning_rate": _num(self.model.optimizer.learning_rate),
                "time_s": round(time.perf_counter() - self._t0, 3)}

@@ -135,6 +135,37 @@ def train_model(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], confi
 
     `progress(record)` is called after each epoch with the training-log row plus "epochs".
     """
+    run = prepare_training(images, masks, config, out_dir, names=names, overwrite=overwrite)
+    cfg, split = run.cfg, run.split
+    with staging_folder(out_dir, overwrite) as tmp:
+        t_train = time.perf_counter()
+        with reproducible(cfg):
+            if cfg.is_unet:
+                out = _train_unet(split, cfg, tmp, run.epochs, run.spe, run.steps, progress)
+            else:
+                out = _train_stardist(split, cfg, tmp, run.epochs, run.spe, run.steps, progress)
+        rows, done_steps, rf, thresholds, n_params = out
+        cost = write_model_files(tmp, run, done_steps, len(rows), rf, n_params, time.perf_counter() - t_train)
+    log.info("model written to %s (%.1f s, %d steps)", out_dir, cost["wall_time_s"], done_steps)
+    return TrainResult(Path(out_dir), cfg, rows, cost, rf, split.summary(), thresholds)
+
+
+@dataclass
+class PreparedRun:
+    """A checked training run before its first step: resolved config, split and budget."""
+
+    cfg: TrainConfig  # resolved: patch size, steps per epoch, determinism, foreground threshold
+    split: Split
+    epochs: int
+    spe: int
+    steps: int
+    t_start: float  # when preparation began (the cost's wall time counts from here)
+
+
+def prepare_training(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], config: TrainConfig,
+                     out_dir: str | Path, *, names: Sequence[str] | None = None,
+                     overwrite: bool = False) -> PreparedRun:
+    """Every check, the labels, normalisation, patch size, split and budget of one training run."""
     t_start = time.perf_counter()
     cfg = config.with_defaults()
     names = [str(n) for n in names] if names is not None else [f"image {i}" for i in range(len(images))]
@@ -165,26 +196,23 @@ def train_model(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], confi
     log.info("training %s (%s, factor %s): %d training / %d validation %s (split by %s), patch %d px, "
              "%d epoch(s) x %d steps", cfg.architecture.kind, cfg.task, cfg.factor, len(split.train_x),
              len(split.val_x), item, split.unit, patch, epochs, spe)
+    return PreparedRun(cfg, split, epochs, spe, steps, t_start)
 
-    with staging_folder(out_dir, overwrite) as tmp:
-        t_train = time.perf_counter()
-        with _reproducible(cfg):
-            if cfg.is_unet:
-                out = _train_unet(split, cfg, tmp, epochs, spe, steps, progress)
-            else:
-                out = _train_stardist(split, cfg, tmp, epochs, spe, steps, progress)
-        rows, done_steps, rf, thresholds, n_params = out
-        train_time = time.perf_counter() - t_train
-        cost = {"wall_time_s": round(time.perf_counter() - t_start, 3), "train_time_s": round(train_time, 3),
-                "steps": done_steps, "epochs": len(rows), "pixels_seen": int(done_steps * cfg.batch_size * patch ** 2),
-                "patch_size": patch, "batch_size": cfg.batch_size, "n_train": len(split.train_x),
-                "n_val": len(split.val_x), "n_parameters": n_params, "device": _device(), "versions": _versions()}
-        write_json(tmp / CONFIG_FILE, cfg.model_dump(mode="json"))
-        write_json(tmp / RF_FILE, rf)
-        write_json(tmp / SPLIT_FILE, split.summary())
-        write_json(tmp / COST_FILE, cost)
-    log.info("model written to %s (%.1f s, %d steps)", out_dir, cost["wall_time_s"], done_steps)
-    return TrainResult(Path(out_dir), cfg, rows, cost, rf, split.summary(), thresholds)
+
+def write_model_files(tmp: Path, run: PreparedRun, done_steps: int, n_epochs: int, rf: dict, n_params: int,
+                      train_time: float, extra_cost: dict | None = None) -> dict:
+    """config.json, receptive_field.json, split.json and cost.json of a trained model; returns the cost."""
+    cfg, split, patch = run.cfg, run.split, run.cfg.patch_size
+    cost = {"wall_time_s": round(time.perf_counter() - run.t_start, 3), "train_time_s": round(train_time, 3),
+            "steps": done_steps, "epochs": n_epochs, "pixels_seen": int(done_steps * cfg.batch_size * patch ** 2),
+            "patch_size": patch, "batch_size": cfg.batch_size, "n_train": len(split.train_x),
+            "n_val": len(split.val_x), "n_parameters": n_params, "device": _device(), "versions": _versions(),
+            **(extra_cost or {})}
+    write_json(tmp / CONFIG_FILE, cfg.model_dump(mode="json"))
+    write_json(tmp / RF_FILE, rf)
+    write_json(tmp / SPLIT_FILE, split.summary())
+    write_json(tmp / COST_FILE, cost)
+    return cost
 
 
 def train_folder(images_dir: str | Path, masks_dir: str | Path, config: TrainConfig, out_dir: str | Path,
@@ -206,7 +234,7 @@ def train_folder(images_dir: str | Path, masks_dir: str | Path, config: TrainCon
 
 # ----------------------------------------------------------------------------- the two networks
 
-def _callbacks(cfg: TrainConfig, tmp: Path, epochs: int, steps: int, progress: Progress | None) -> tuple:
+def training_callbacks(cfg: TrainConfig, tmp: Path, epochs: int, steps: int, progress: Progress | None) -> tuple:
     from rescale4dl_bmz.models.callbacks import EpochLog, StepBudget, keras
 
     budget = StepBudget(steps)
@@ -220,51 +248,96 @@ def _callbacks(cfg: TrainConfig, tmp: Path, epochs: int, steps: int, progress: P
 def _train_unet(split: Split, cfg: TrainConfig, tmp: Path, epochs: int, spe: int, steps: int,
                 progress: Progress | None) -> tuple:
     from rescale4dl_bmz.models.augment import batch_stream
-    from rescale4dl_bmz.models.callbacks import BestWeights, keras
-    from rescale4dl_bmz.models.unet import analytic_unet_rf, build_from_config
+    from rescale4dl_bmz.models.callbacks import BestWeights
 
-    model = build_from_config(cfg.architecture)
-    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
-                  loss=keras.losses.SparseCategoricalCrossentropy())
-    budget, logger, extra = _callbacks(cfg, tmp, epochs, steps, progress)
+    model = new_unet(cfg)
+    budget, logger, extra = training_callbacks(cfg, tmp, epochs, steps, progress)
     best = BestWeights("val_loss")
-    reduce = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=cfg.reduce_lr_factor,
-                                               patience=cfg.reduce_lr_patience, min_lr=cfg.min_learning_rate)
-    x_val = np.stack(split.val_x)[..., None].astype(np.float32)
-    y_val = np.stack(split.val_y).astype(np.int32)
+    reduce = unet_reduce_lr(cfg)
+    x_val, y_val = unet_validation(split)
     stream = batch_stream(np.stack(split.train_x), np.stack(split.train_y), cfg.batch_size, cfg.seed,
                           cfg.augmentation)
     model.fit(stream, steps_per_epoch=spe, epochs=epochs, validation_data=(x_val, y_val), shuffle=False,
               validation_batch_size=cfg.batch_size, callbacks=[reduce, *extra, best, logger], verbose=0)
     stream.close()
     gc.collect()  # finalise TensorFlow's generator iterator while Python is still alive
-    # save an uncompiled copy (no optimiser state): input (None, None, 1), output the softmax
+    rf, n_params = save_unet(model, cfg, tmp, best.best_epoch)
+    return logger.rows, budget.steps, rf, None, n_params
+
+
+def new_unet(cfg: TrainConfig):
+    """The compiled U-Net of a run (Adam, sparse categorical cross-entropy)."""
+    from rescale4dl_bmz.models.callbacks import keras
+    from rescale4dl_bmz.models.unet import build_from_config
+
+    model = build_from_config(cfg.architecture)
+    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate),
+                  loss=keras.losses.SparseCategoricalCrossentropy())
+    return model
+
+
+def unet_reduce_lr(cfg: TrainConfig):
+    from rescale4dl_bmz.models.callbacks import keras
+
+    return keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=cfg.reduce_lr_factor,
+                                             patience=cfg.reduce_lr_patience, min_lr=cfg.min_learning_rate)
+
+
+def unet_validation(split: Split) -> tuple[np.ndarray, np.ndarray]:
+    """The validation patches as the network's (N, p, p, 1) float32 input and (N, p, p) int32 labels."""
+    return np.stack(split.val_x)[..., None].astype(np.float32), np.stack(split.val_y).astype(np.int32)
+
+
+def save_unet(model, cfg: TrainConfig, tmp: Path, best_epoch: int) -> tuple[dict, int]:
+    """Save an uncompiled copy (no optimiser state: input (None, None, 1), output the softmax);
+    returns its receptive-field record and parameter count."""
+    from rescale4dl_bmz.models.unet import analytic_unet_rf, build_from_config
+
     clean = build_from_config(cfg.architecture)
     clean.set_weights(model.get_weights())
     clean.save(tmp / UNET_FILE)
     rf = _rf_record(clean, cfg)
     rf["formula_px"] = analytic_unet_rf(cfg.architecture.depth)  # 14 * 2^depth - 7
-    rf["best_epoch"] = best.best_epoch + 1
-    return logger.rows, budget.steps, rf, None, int(clean.count_params())
+    rf["best_epoch"] = best_epoch + 1
+    return rf, int(clean.count_params())
 
 
 def _train_stardist(split: Split, cfg: TrainConfig, tmp: Path, epochs: int, spe: int, steps: int,
                     progress: Progress | None) -> tuple:
-    from rescale4dl_bmz.models.augment import augment_pair
-    from rescale4dl_bmz.models.prediction import stardist_tiles
-    from rescale4dl_bmz.models.stardist_model import new_stardist, quiet, stardist_config, stardist_rf_estimate
-
-    conf = stardist_config(cfg, split.patch_size, epochs, spe)
-    model = new_stardist(conf, tmp)
-    model.prepare_for_training()
-    budget, logger, extra = _callbacks(cfg, tmp, epochs, steps, progress)
+    model = new_stardist_run(split, cfg, tmp, epochs, spe)
+    budget, logger, extra = training_callbacks(cfg, tmp, epochs, steps, progress)
     model.callbacks += [*extra, logger]
-    rng = np.random.default_rng(cfg.seed)
+    fit_stardist(model, split, cfg, cfg.seed, epochs, spe)
+    return (logger.rows, budget.steps, *finish_stardist(model, split, cfg))
+
+
+def new_stardist_run(split: Split, cfg: TrainConfig, tmp: Path, epochs: int, spe: int):
+    """A fresh StarDist2D in `tmp`, prepared for training (optimiser, its own callbacks)."""
+    from rescale4dl_bmz.models.stardist_model import new_stardist, stardist_config
+
+    model = new_stardist(stardist_config(cfg, split.patch_size, epochs, spe), tmp)
+    model.prepare_for_training()
+    return model
+
+
+def fit_stardist(model, split: Split, cfg: TrainConfig, seed: int, epochs: int, spe: int) -> None:
+    """`model.train` on the split, augmented, quiet."""
+    from rescale4dl_bmz.models.augment import augment_pair
+    from rescale4dl_bmz.models.stardist_model import quiet
+
+    rng = np.random.default_rng(seed)
     augmenter = (lambda x, y: augment_pair(x, y, rng, cfg.augmentation))  # noqa: E731
     with quiet(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*shuffle=True.*")  # StarDist feeds Keras a generator
         model.train(split.train_x, split.train_y, validation_data=(split.val_x, split.val_y),
-                    augmenter=augmenter, seed=cfg.seed, epochs=epochs, steps_per_epoch=spe)
+                    augmenter=augmenter, seed=seed, epochs=epochs, steps_per_epoch=spe)
+
+
+def finish_stardist(model, split: Split, cfg: TrainConfig) -> tuple[dict, dict, int]:
+    """Optimise the thresholds on the validation split; (receptive field, thresholds, parameters)."""
+    from rescale4dl_bmz.models.prediction import stardist_tiles
+    from rescale4dl_bmz.models.stardist_model import quiet, stardist_rf_estimate
+
     log.info("optimising StarDist thresholds on %d validation item(s)", len(split.val_x))
     with quiet(stderr=True):
         largest = tuple(max(x.shape[i] for x in split.val_x) for i in (0, 1))
@@ -277,7 +350,7 @@ def _train_stardist(split: Split, cfg: TrainConfig, tmp: Path, epochs: int, spe:
     except Exception as exc:  # noqa: BLE001 - a diagnostic must not lose the model
         rf["stardist_estimate_error"] = f"{type(exc).__name__}: {exc}"
     n_params = int(model.keras_model.count_params())
-    return logger.rows, budget.steps, rf, {k: float(v) for k, v in thresholds.items()}, n_params
+    return rf, {k: float(v) for k, v in thresholds.items()}, n_params
 
 
 def _rf_record(model, cfg: TrainConfig) -> dict:
@@ -309,7 +382,7 @@ def _rf_record(model, cfg: TrainConfig) -> dict:
 # ----------------------------------------------------------------------------- environment
 
 @contextlib.contextmanager
-def _reproducible(cfg: TrainConfig):
+def reproducible(cfg: TrainConfig):
     """Seed Python, NumPy and TensorFlow; deterministic TF ops during the block (restored after)."""
     import tensorflow as tf
     from tensorflow.python.framework import config as tf_config

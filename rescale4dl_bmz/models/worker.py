@@ -5,7 +5,7 @@ factor and once more in the parent.
 Why a separate process at all: TensorFlow and Keras keep per-process state, and the parent (a
 CLI, Prefect, Dask, a notebook) should stay light and never depend on it. Why it is safe to
 reuse: before every job the worker clears Keras's session, and every training seeds Python,
-NumPy and TensorFlow again with op determinism on (`training._reproducible`), so a model trained
+NumPy and TensorFlow again with op determinism on (`training.reproducible`), so a model trained
 as the worker's fifth job has the same weights, bit for bit, as one trained by a fresh process
 (tests/test_models_worker.py).
 
@@ -77,6 +77,13 @@ class TensorFlowWorker:
         returns the first pass's wall time and the warm inference time of the first image."""
         return self.run({"op": "predict", "model": str(model_dir), "images": [str(p) for p in images],
                          "outputs": [str(p) for p in outputs], "pixel_size_um": pixel_size_um}, log_file)
+
+    def halve(self, factors: Sequence[dict], rounds: int, margin: float, log_file: str | Path) -> dict:
+        """Successive halving (`models.rounds.train_in_rounds`) over `factors`: dicts of "factor",
+        "images", "masks" (paths), "config" (a TrainConfig) and "out" (its model folder)."""
+        jobs = [{"factor": f["factor"], "images": [str(p) for p in f["images"]], "masks": [str(p) for p in f["masks"]],
+                 "config": f["config"].model_dump(mode="json"), "out": str(f["out"])} for f in factors]
+        return self.run({"op": "halve", "factors": jobs, "rounds": rounds, "margin": margin}, log_file)
 
     def export(self, run_dir: str | Path, factor: str, zip_path: str | Path, metadata, log_file: str | Path) -> str:
         """`bioimageio.export.export_package` of `factor`'s model, built and tested in the worker."""
@@ -197,6 +204,17 @@ def _train(job: dict) -> dict:
     return {}
 
 
+def _halve(job: dict) -> dict:
+    from rescale4dl_bmz.files.images import read_image, read_mask
+    from rescale4dl_bmz.models.config import config_from_dict
+    from rescale4dl_bmz.models.rounds import FactorRun, train_in_rounds
+
+    runs = [FactorRun(f["factor"], [read_image(p) for p in f["images"]], [read_mask(p) for p in f["masks"]],
+                      config_from_dict(f["config"], f"the halving job ({f['factor']})"), Path(f["out"]),
+                      [Path(p).stem for p in f["images"]]) for f in job["factors"]]
+    return train_in_rounds(runs, job["rounds"], job["margin"])
+
+
 def _predict(job: dict) -> dict:
     from rescale4dl_bmz.files.images import read_image, write_tiff
     from rescale4dl_bmz.models import load_model
@@ -222,7 +240,7 @@ def _export(job: dict) -> dict:
     return {"package": str(package)}
 
 
-_JOBS = {"train": _train, "predict": _predict, "export": _export}
+_JOBS = {"train": _train, "halve": _halve, "predict": _predict, "export": _export}
 
 
 def serve(stdin=None, stdout=None) -> int:

@@ -15,7 +15,7 @@ from rescale4dl_bmz.errors import InputError, describe_validation_error
 from rescale4dl_bmz.bioimageio.export.metadata import PackageMetadata
 from rescale4dl_bmz.factors import DEFAULT_FACTOR_NAMES, Factor, parse_factors
 from rescale4dl_bmz.models.config import TrainConfig, TrainingOptions
-from rescale4dl_bmz.vocabulary import Criterion, Crop, LabelSource, LabelStyle, Mode, Task, TaskRunner
+from rescale4dl_bmz.vocabulary import Criterion, Crop, LabelSource, LabelStyle, Mode, Schedule, Task, TaskRunner
 
 # fields of `TrainConfig` the sweep sets itself, per factor: never under `training`
 SWEEP_OWNED_TRAINING = ("factor", "pixel_size_um", "task")
@@ -76,6 +76,17 @@ class SweepConfig(BaseModel):
                     "stays above minus this margin")
     prune: bool = Field(False, description="skip factors whose cells would be hopelessly small or large for the "
                                            "network (see 'rescale4dl advise')")
+    # training schedule: every factor to the full budget, or successive halving (`decide.halving`)
+    schedule: Schedule = Field(
+        "exhaustive", description="exhaustive (default: every factor trains to the full budget) or halving (all "
+                                  "factors train in rounds; after each round but the last, a factor whose validation "
+                                  "score is below the round's best by more than --halving-margin stops)")
+    halving_rounds: int = Field(3, ge=2, le=8, description="with halving: rounds of training; cumulative budgets "
+                                                           "B/2^(R-1), ..., B/2, B (default 3: B/4, B/2, B)")
+    halving_margin: float = Field(
+        0.05, ge=0, le=1, allow_inf_nan=False,
+        description="with halving: how far (validation score units, 0-1) a factor may trail the round's best and "
+                    "still continue (default 0.05)")
     # outputs
     export: bool = Field(True, description="export the chosen model as a bioimage.io package")
     # metadata of the exported package: authors/maintainers (name, github_user, orcid), version,
@@ -100,7 +111,7 @@ class SweepConfig(BaseModel):
             raise ValueError(str(exc)) from None
 
     @field_validator("pixel_size_um", "channel", "seed", "tau_s", "test_fraction", "tolerance", "dask_workers",
-                     mode="before")
+                     "halving_rounds", "halving_margin", mode="before")
     @classmethod
     def _no_bool(cls, v):
         if isinstance(v, bool):
@@ -124,6 +135,8 @@ class SweepConfig(BaseModel):
     def _consistent(self):
         if self.dask_address and self.task_runner != "dask":
             raise ValueError("dask_address needs task_runner: dask")
+        if self.schedule == "halving" and self.model is not None:
+            raise ValueError("schedule: halving needs training (it cannot be used with a pretrained model)")
         if self.model is None:
             self.train_config("og")  # raises on options that do not fit the task, before any work
         return self

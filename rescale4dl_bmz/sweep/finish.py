@@ -28,7 +28,7 @@ class Outcome:
     """How one factor's chain of stages ended."""
 
     factor: str
-    status: str = "running"       # done | failed | pruned
+    status: str = "running"       # done | failed | pruned | stopped (by successive halving)
     stages: dict = field(default_factory=dict)
     failure: dict | None = None   # {"stage", "cause" (one line), "log" (path)}
 
@@ -59,6 +59,10 @@ def outcome_rows(plan: Plan, outcomes: list[Outcome]) -> list[dict]:
                      "inference_s_per_image": pred.get("inference_s_per_image",
                                                        pred["inference_s"] / n_test if "inference_s" in pred else None),
                      "vanished_objects": o.stages.get("data", {}).get("vanished_objects")})
+        if "halving" in o.stages:
+            from rescale4dl_bmz.sweep.halving import halving_row
+
+            rows[-1].update(halving_row(o.stages["halving"]))
     for factor, reason in plan.pruned.items():
         rows.append({"factor": factor, "status": "pruned", "error": reason})
     return rows
@@ -77,7 +81,13 @@ def finish(config: SweepConfig, plan: Plan, outcomes: list[Outcome]) -> dict:
     done = [o.factor for o in outcomes if o.status == "done"]
     failed = {o.factor: o.failure for o in outcomes if o.status == "failed"}
     result = {"n_done": len(done), "n_requested": len(outcomes), "failed": failed, "pruned": plan.pruned}
-    costs = pd.DataFrame(outcome_rows(plan, outcomes), columns=["factor", *OUTCOME_COLUMNS])
+    halving = halving_decision(plan, outcomes)
+    if halving:
+        result["halving"] = halving
+    from rescale4dl_bmz.sweep.halving import HALVING_COLUMNS
+
+    columns = ["factor", *OUTCOME_COLUMNS, *(HALVING_COLUMNS if halving else ())]
+    costs = pd.DataFrame(outcome_rows(plan, outcomes), columns=columns)
     if not done:
         write_csv(out / "summary.csv", costs)
         result["headline"] = "No recommendation: no factor finished. " + " ".join(
@@ -112,6 +122,17 @@ def finish(config: SweepConfig, plan: Plan, outcomes: list[Outcome]) -> dict:
     if plan.package:
         result["headline"] += " " + package_note(plan)
     return result
+
+
+def halving_decision(plan: Plan, outcomes: list[Outcome]) -> dict | None:
+    """The successive-halving decision of the sweep (`sweep.halving`); None in an exhaustive sweep."""
+    import json
+
+    from rescale4dl_bmz.sweep.halving import HALVING_FILE
+
+    if not any("halving" in o.stages for o in outcomes):
+        return None
+    return json.loads((Path(plan.out) / HALVING_FILE).read_text(encoding="utf-8"))
 
 
 def acquisition_plan(config: SweepConfig, plan: Plan, finished, selection):

@@ -27,6 +27,7 @@ def _tasks():
 
     from rescale4dl_bmz.sweep.finish import finish
     from rescale4dl_bmz.sweep.markers import marker_key
+    from rescale4dl_bmz.sweep.halving import stage_halving
     from rescale4dl_bmz.sweep.prepare import prepare
     from rescale4dl_bmz.sweep.stages import stage_data, stage_evaluate, stage_predict, stage_train
 
@@ -43,6 +44,8 @@ def _tasks():
         "predict": task(stage_predict, name="predict", task_run_name="predict-{factor}", **cached("predict")),
         "evaluate": task(stage_evaluate, name="evaluate", task_run_name="evaluate-{factor}",
                          **cached("evaluate")),
+        "halving": task(stage_halving, name="train-halving", task_run_name="train-halving", persist_result=False,
+                        cache_policy=None),  # resumes from its own halving.json
         "finish": task(finish, name="choose-pixel-size-export-report",
                        task_run_name="choose-pixel-size-export-report", persist_result=False, cache_policy=None),
     }
@@ -51,9 +54,10 @@ def _tasks():
 def sweep_flow_fn(config: SweepConfig, plan=None):
     """Body of the flow: prepare (unless a validated `plan` is given), advance every factor through
     its stages, then finish. The flow run ends Failed (its message naming each failed factor, its
-    data the summary) when any factor failed, Completed otherwise."""
-    from prefect.futures import as_completed
+    data the summary) when any factor failed, Completed otherwise.
 
+    With `schedule: halving`, every factor's data comes first, then one task trains all of them in
+    rounds (`sweep.halving`), then the survivors go on (their train stage reads the halving's marker)."""
     from rescale4dl_bmz.process.shutdown import install_handlers
     from rescale4dl_bmz.sweep.finish import Outcome, publish_artifacts
     from rescale4dl_bmz.sweep.stages import STAGES
@@ -65,25 +69,14 @@ def sweep_flow_fn(config: SweepConfig, plan=None):
         plan = tasks["prepare"](config)
     stages = [s for s in STAGES if not (s == "train" and config.model is not None)]
     outcomes = {f: Outcome(factor=f) for f in plan.run_factors}
-    pending = {tasks[stages[0]].submit(config, plan, f): (f, 0) for f in plan.run_factors}
     progress = SweepProgress(plan.run_factors, stages, plan.out)
-    while pending:
-        fut = next(iter(as_completed(list(pending))))
-        factor, i = pending.pop(fut)
-        result = fut.result(raise_on_failure=False)
-        progress.update(factor, stages[i], fut.state, ok=fut.state.is_completed())
-        if fut.state.is_completed():
-            outcomes[factor].stages[stages[i]] = result
-            if i + 1 < len(stages):
-                pending[tasks[stages[i + 1]].submit(config, plan, factor)] = (factor, i + 1)
-            else:
-                outcomes[factor].status = "done"
-        else:
-            if is_environment_fault(result):
-                raise result  # a full or read-only disk fails every factor alike: stop the sweep
-            progress.skip(factor, len(stages) - i - 1)
-            outcomes[factor].fail(stages[i], result)
-            log.error("%s", result)
+    if config.schedule == "halving" and config.model is None:
+        _advance(tasks, config, plan, plan.run_factors, stages, 0, 1, outcomes, progress)
+        _halving(tasks, config, plan, outcomes, progress, len(stages) - 1)
+        ready = [f for f, o in outcomes.items() if o.status == "running"]
+        _advance(tasks, config, plan, ready, stages, 1, len(stages), outcomes, progress)
+    else:
+        _advance(tasks, config, plan, plan.run_factors, stages, 0, len(stages), outcomes, progress)
     progress.close()
     summary = tasks["finish"](config, plan, list(outcomes.values()))
     publish_artifacts(Path(config.out), summary)
@@ -95,6 +88,59 @@ def sweep_flow_fn(config: SweepConfig, plan=None):
                               + "; ".join(f"{f} in {v['stage']}: {v['cause']}" for f, v in failed.items()),
                       data=summary)
     return summary
+
+
+def _advance(tasks, config, plan, factors, stages, first: int, end: int, outcomes, progress) -> None:
+    """Run `stages[first:end]` of each factor, factors independently; a factor that completes
+    `stages[-1]` is done, one that fails is recorded and its remaining stages skipped."""
+    from prefect.futures import as_completed
+
+    pending = {tasks[stages[first]].submit(config, plan, f): (f, first) for f in factors}
+    while pending:
+        fut = next(iter(as_completed(list(pending))))
+        factor, i = pending.pop(fut)
+        result = fut.result(raise_on_failure=False)
+        progress.update(factor, stages[i], fut.state, ok=fut.state.is_completed())
+        if fut.state.is_completed():
+            outcomes[factor].stages[stages[i]] = result
+            if i + 1 < end:
+                pending[tasks[stages[i + 1]].submit(config, plan, factor)] = (factor, i + 1)
+            elif i + 1 == len(stages):
+                outcomes[factor].status = "done"
+        else:
+            if is_environment_fault(result):
+                raise result  # a full or read-only disk fails every factor alike: stop the sweep
+            progress.skip(factor, len(stages) - i - 1)
+            outcomes[factor].fail(stages[i], result)
+            log.error("%s", result)
+
+
+def _halving(tasks, config, plan, outcomes, progress, left: int) -> None:
+    """The halving task over the factors whose data is done; stopped factors end here ("stopped"),
+    a failed task fails them all in `train`. `left`: stages after `data` (for the progress count)."""
+    from rescale4dl_bmz.sweep.halving import stopped_train_record
+
+    factors = [f for f, o in outcomes.items() if o.status == "running"]
+    if not factors:
+        return
+    fut = tasks["halving"].submit(config, plan, factors)
+    result = fut.result(raise_on_failure=False)
+    if not fut.state.is_completed():
+        if is_environment_fault(result):
+            raise result
+        log.error("%s", result)
+        for f in factors:
+            progress.update(f, "train", fut.state, ok=False)
+            progress.skip(f, left - 1)
+            outcomes[f].fail("train", result)
+        return
+    for f, record in result["factors"].items():
+        outcomes[f].stages["halving"] = record
+        if record["status"] == "stopped":
+            outcomes[f].status = "stopped"
+            outcomes[f].stages["train"] = stopped_train_record(record)
+            progress.update(f, "train", fut.state)
+            progress.skip(f, left - 1)
 
 
 def make_flow(config: SweepConfig):

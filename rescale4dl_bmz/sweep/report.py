@@ -55,6 +55,8 @@ GLOSSARY = {
                             "RF/diameter compares the two.",
     "pruned": "A factor skipped before training because its cells would be too small or too large for the "
               "network (see `rescale4dl advise`).",
+    "stopped": "A factor whose training successive halving stopped early (`schedule: halving`): its validation "
+               "score trailed the round's best by more than the margin; it has no results.",
     "failed": "A factor whose rescaling, training, prediction or evaluation stopped with an error; it is shown "
               "in the figures but has no results.",
     "coarsest-equivalent": "The default rule: recommend the coarsest pixel size whose mean IoU is not "
@@ -172,6 +174,7 @@ def write_sweep_report(config: SweepConfig, plan: Plan, summary, selection, figu
     recommendation in one sentence, figures, tables with units, the acquisition plan and a glossary."""
     from rescale4dl_bmz.decide.plan_text import plan_format
     from rescale4dl_bmz.metrics.tables import SAMPLED_GRID_NOTE
+    from rescale4dl_bmz.sweep.halving import halving_markdown
 
     out = Path(plan.out)
     rel = {k: Path(v).relative_to(out).as_posix() for k, v in figures.items()}
@@ -202,6 +205,7 @@ def write_sweep_report(config: SweepConfig, plan: Plan, summary, selection, figu
          f"axis).\n\n{GRID_NOTE}"),
         ("Results (native grid)", markdown_table(human_table(native, QUALITY_COLUMNS))),
         ("Cost and throughput", markdown_table(human_table(native, COST_COLUMNS))),
+        *([("Successive halving", halving_markdown(result["halving"]))] if result.get("halving") else []),
         ("The same field at each pixel size",
          f"![image, annotation and prediction per factor]({rel['examples']})\n\n"
          "Rows: factors, finest first (failed factors have no row); every row shows the same area of the "

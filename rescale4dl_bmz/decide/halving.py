@@ -1,0 +1,66 @@
+"""Successive halving across factors: the budgets of the rounds and the stopping rule (pure).
+
+All factors train in rounds to cumulative step budgets B/2^(R-1), ..., B/2, B. After each round
+but the last, a factor stops when its validation score is below the round's best score by MORE
+than `margin` (a score exactly `margin` behind continues). The best factor of a round always
+continues, so at least one factor reaches the full budget; the last round stops nobody; a factor
+without a score (NaN) cannot be judged and continues. The scores are in [0, 1] and comparable
+across factors (a mean foreground IoU for the U-Net, an object F1 for StarDist: see
+`models.rounds`), which validation losses are not.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+
+def round_budgets(total_steps: int, rounds: int, steps_per_epoch: int = 1) -> list[int]:
+    """Cumulative step budgets of the `rounds` rounds: about total / 2^(rounds-1-r) for round r,
+    rounded to whole epochs (`steps_per_epoch`) where that keeps the budgets increasing, the last one
+    exactly `total_steps` (a factor that never stops gets what an exhaustive sweep gives it). A budget
+    too small to split that finely repeats a value: a round in which that factor does not train."""
+    if total_steps < 1 or rounds < 1:
+        raise ValueError(f"need a positive budget and number of rounds, got {total_steps} steps, {rounds} rounds")
+    unit = max(1, min(steps_per_epoch, total_steps))
+    budgets: list[int] = []
+    for r in range(rounds - 1):
+        share = total_steps / 2 ** (rounds - 1 - r)
+        low = budgets[-1] if budgets else 0
+        steps = max(unit, round(share / unit) * unit)
+        if not low < steps < total_steps:
+            steps = min(max(low + 1, math.ceil(share)), total_steps)
+        budgets.append(steps)
+    return budgets + [total_steps]
+
+
+def stopped_after_round(scores: Mapping[str, float], margin: float) -> list[str]:
+    """The factors that stop after a (non-final) round: score < best - margin. NaN never stops."""
+    if margin < 0:
+        raise ValueError(f"the margin must be >= 0, got {margin}")
+    known = {f: s for f, s in scores.items() if s is not None and not math.isnan(s)}
+    if not known:
+        return []
+    best = max(known.values())
+    return [f for f, s in known.items() if best - s > margin + 1e-12]  # float noise is not a lead
+
+
+def halving_decisions(score_rounds: Sequence[Mapping[str, float]], margin: float, n_rounds: int) -> dict[str, int | None]:
+    """Replay the rule over the scores of each round (round r holds the factors still running):
+    factor -> the round after which it stopped (1-based), or None when it ran to the end."""
+    stopped: dict[str, int | None] = {}
+    for r, scores in enumerate(score_rounds, start=1):
+        for f in scores:
+            stopped.setdefault(f, None)
+        if r < n_rounds:
+            for f in stopped_after_round(scores, margin):
+                stopped[f] = r
+    return stopped
+
+
+def rule_sentence(margin: float, n_rounds: int) -> str:
+    """The rule in words, for the report."""
+    return (f"Successive halving: every factor trained in {n_rounds} rounds with cumulative budgets of 1/"
+            + ", 1/".join(str(2 ** (n_rounds - 1 - r)) for r in range(n_rounds - 1))
+            + " and all of the full budget; after each round but the last, a factor stopped when its validation "
+            f"score was below that round's best by more than {margin:g} (the best always continues).")
