@@ -128,12 +128,12 @@ def test_a_failing_probe_keeps_the_model(caplog):
     import keras
 
     from rescale4dl_bmz.models.config import make_config
-    from rescale4dl_bmz.models.training import _rf_record
+    from rescale4dl_bmz.models.fitting import rf_record
 
     inp = keras.Input((None, None, 1))
     x = keras.layers.Conv2D(2, 3, padding="same")(inp)
     x = keras.layers.Reshape((-1, 2))(x)  # a layer neither measure can follow
     model = keras.Model(inp, x)
-    rf = _rf_record(model, make_config("semantic").with_defaults())
+    rf = rf_record(model, make_config("semantic").with_defaults())
     assert "analytic_error" in rf and "empirical_error" in rf
     assert "kept" in caplog.text

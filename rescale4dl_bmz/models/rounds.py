@@ -38,11 +38,10 @@ import numpy as np
 from rescale4dl_bmz.decide.halving import round_budgets, stopped_after_round
 from rescale4dl_bmz.models.config import TrainConfig
 from rescale4dl_bmz.models.store import staging_folder
-from rescale4dl_bmz.models.training import (PreparedRun, fit_stardist, finish_stardist, new_stardist_run, new_unet,
-                                            prepare_training, reproducible, save_unet, training_callbacks,
-                                            unet_reduce_lr, unet_validation, write_model_files)
+from rescale4dl_bmz.models.training import PreparedRun, prepare_training, reproducible, write_model_files
+from rescale4dl_bmz.models.fitting import fit_stardist, finish_stardist, new_stardist_run, new_unet, save_unet, training_callbacks, unet_reduce_lr, unet_validation
 
-log = logging.getLogger("rescale4dl_bmz.models")
+log = logging.getLogger(__name__)
 
 DEFAULT_STARDIST_THRESHOLDS = {"prob_thresh": 0.5, "nms_thresh": 0.4}
 

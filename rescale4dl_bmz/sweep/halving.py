@@ -23,7 +23,7 @@ from rescale4dl_bmz.sweep.config import SweepConfig
 from rescale4dl_bmz.sweep.markers import is_done, mark_done, marker_path
 from rescale4dl_bmz.sweep.plan import Plan, factor_dir
 
-log = logging.getLogger("rescale4dl.sweep")
+log = logging.getLogger(__name__)
 
 HALVING_FILE = "halving.json"
 # summary.csv columns of a halving sweep, beside `finish.OUTCOME_COLUMNS`
