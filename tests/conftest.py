@@ -52,7 +52,7 @@ FILE_TIERS = {
     "test_notebook.py": "e2e",
     "test_plan.py": "unit",
     "test_prefect_server.py": "e2e",
-    "test_pretrained.py": "integration",
+    "test_pretrained.py": "e2e",  # every test needs a trained, packaged model (about 20 s)
     "test_pretrained_sweep.py": "e2e",
     "test_real_data_sweeps.py": "e2e",
     "test_report.py": "unit",
@@ -78,12 +78,11 @@ NODE_TIERS = {
         "test_export.py::test_sample_images_*", "test_export.py::test_macro_turns_*",
         "test_export.py::test_deepimagej_*", "test_export.py::test_instance_package_*",
         "test_export.py::test_unknown_pixel_size_claims_no_physical_size",   # trained packages, bioimageio test_model
-        "test_pretrained.py::test_inspect_instance_package", "test_pretrained.py::test_instance_*",
-        "test_pretrained.py::test_outputs_that_are_not_segmentations_are_refused",  # the StarDist package
         "test_models_training.py::test_rerun_gives_the_same_weights",
         "test_models_training.py::test_plateau_reduces_learning_rate_and_stops_early",
         "test_models_training.py::test_stardist_model_folder_and_prediction",
         "test_models_training.py::test_interrupted_training_leaves_nothing",
+        "test_models_training.py::test_existing_folder_is_refused_unless_overwritten_semantic_masks_given",
         "test_models_predict_cli.py::test_train_command_writes_a_model",
         "test_models_predict_cli.py::test_predict_command_writes_one_tiff_per_image",
         "test_models_predict_cli.py::test_predict_command_bad_input_exits_2",
