@@ -1,13 +1,23 @@
+"""Factors: names and numbers, ladders, pixel sizes and crops to the coarsest step."""
+
+import re
+from pathlib import Path
+
 import pytest
 
 from rescale4dl_bmz.errors import InputError
 from rescale4dl_bmz.factors import Factor, coarsest_step, crop_slices, default_ladder, parse_factor, parse_factors
 
+ROOT = Path(__file__).resolve().parents[1]
 
-def test_default_ladder_names_and_scales():
+
+def test_default_ladder_is_the_one_the_readme_shows():
+    """Consecutive powers of two around og, each name parsing back to its factor, as documented."""
     ladder = default_ladder()
-    assert [f.name for f in ladder] == ["up4", "up2", "og", "ds2", "ds4", "ds8", "ds16"]
-    assert [f.scale for f in ladder] == [0.25, 0.5, 1, 2, 4, 8, 16]
+    assert [parse_factor(f.name) for f in ladder] == ladder
+    assert Factor(1.0) in ladder and all(b.scale == 2 * a.scale for a, b in zip(ladder, ladder[1:]))
+    documented = re.search(r"the aligned ladder `([^`]+)`", (ROOT / "README.md").read_text()).group(1)
+    assert [f.name for f in ladder] == documented.split()
 
 
 @pytest.mark.parametrize("text,scale", [("ds2", 2), ("up4", 0.25), ("og", 1), ("0.5", 0.5), ("16", 16), (8, 8)])

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import pytest
 
+from rescale4dl_bmz.decide.advise import STARDIST_RF_THEORETICAL, receptive_field
 from rescale4dl_bmz.models.receptive_field import analytic_receptive_field, empirical_receptive_field
 from rescale4dl_bmz.models.unet import analytic_unet_rf, build_unet
 
 
-def test_unet_formula_gives_the_papers_values():
-    assert [analytic_unet_rf(d) for d in (1, 2, 3, 4)] == [21, 49, 105, 217]
+# the probes of the deepest networks take 15-50 s each on 2 CPU cores: tier e2e
+_DEEP = [pytest.mark.e2e]
 
 
-@pytest.mark.parametrize("depth", [1, 2, 3, 4, 5])
-def test_unet_analytic_and_empirical_agree(depth):
+@pytest.mark.parametrize("depth", [1, 2, 3, pytest.param(4, marks=_DEEP), pytest.param(5, marks=_DEEP)])
+def test_unet_formula_layer_arithmetic_and_measurement_agree(depth):
+    """The closed formula (used by `advise` before any network exists) equals the field of the
+    built U-Net, by layer arithmetic and by measurement."""
     model = build_unet(depth=depth, base_filters=4)
     analytic = analytic_receptive_field(model)
-    assert analytic == analytic_unet_rf(depth)
+    assert analytic == analytic_unet_rf(depth) == receptive_field("unet", depth=depth).theoretical_px
     rf = empirical_receptive_field(model, phases=2 ** depth, divisor=2 ** depth, start=analytic + 4 * 2 ** depth)
     assert not rf["empirical_clipped"]
     # averaged over the 2^depth pooling phases the measured field is exactly the analytic one;
@@ -49,13 +52,14 @@ def test_probe_grows_until_the_field_fits():
 
 
 def test_stardist_theoretical_fields():
-    """StarDist 2D (depth 3): about 98 px at grid 1 and 200 px at grid 2, and the measurement agrees."""
+    """`advise`'s StarDist fields (the default depth 3, grid 1 and 2) are those of the built
+    network, and the measurement agrees."""
     from rescale4dl_bmz.models.config import make_config
     from rescale4dl_bmz.models.stardist_model import stardist_config, stardist_rf_estimate
     from stardist.models import StarDist2D
 
     found = {}
-    for grid in (1, 2):
+    for grid in sorted(STARDIST_RF_THEORETICAL):
         cfg = make_config("instance", architecture={"kind": "stardist", "grid": grid, "base_filters": 4,
                                                     "conv_after_unet": 8}).with_defaults()
         model = StarDist2D(stardist_config(cfg, 64, 1, 1), basedir=None)
@@ -65,12 +69,13 @@ def test_stardist_theoretical_fields():
             assert rf["empirical_px"] == found[grid]
             # StarDist's own impulse-response estimate sees a smaller, effective field
             assert 0 < stardist_rf_estimate(model) <= rf["empirical_max_px"]
-    assert found == {1: 98, 2: 200}
+    assert found == STARDIST_RF_THEORETICAL
+    assert {g: receptive_field("stardist", grid=g).theoretical_px for g in found} == found
 
 
 # every StarDist depth and grid the config accepts; the probe images of the widest fields (over
-# 1000 px) take up to a minute each, so those run with -m slow
-_STARDIST = [pytest.param(d, g, marks=[pytest.mark.slow] if 2 ** d * g * 12 > 800 else [])
+# 1000 px) take up to a minute each, so those run with -m slow; depths 4 and 5 are tier e2e
+_STARDIST = [pytest.param(d, g, marks=[pytest.mark.slow] if 2 ** d * g * 12 > 800 else _DEEP if d > 3 else [])
              for d in (1, 2, 3, 4, 5) for g in (1, 2, 4, 8)]
 
 
