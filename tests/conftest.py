@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from rescale4dl_bmz.process.settings import use_tensorflow_keras  # noqa: E402
+
+use_tensorflow_keras()  # as every entry point does, before anything imports Keras
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
@@ -36,6 +37,9 @@ FILE_TIERS = {
     "test_export.py": "integration",
     "test_factors.py": "unit",
     "test_flows.py": "e2e",
+    "test_halving_rounds.py": "e2e",  # real trainings in rounds (U-Net and StarDist)
+    "test_halving_rule.py": "unit",
+    "test_halving_sweep.py": "e2e",
     "test_imagej.py": "integration",
     "test_labels.py": "unit",
     "test_ladder.py": "unit",
@@ -49,9 +53,11 @@ FILE_TIERS = {
     "test_models_receptive_field.py": "integration",
     "test_models_training.py": "integration",
     "test_models_unet.py": "unit",
+    "test_models_worker.py": "e2e",  # several worker processes, each importing TensorFlow and training
     "test_notebook.py": "e2e",
     "test_plan.py": "unit",
     "test_prefect_server.py": "e2e",
+    "test_process_settings.py": "integration",  # imports every module in a fresh process
     "test_pretrained.py": "e2e",  # every test needs a trained, packaged model (about 20 s)
     "test_pretrained_sweep.py": "e2e",
     "test_real_data_sweeps.py": "e2e",
@@ -63,6 +69,7 @@ FILE_TIERS = {
     "test_sweep.py": "e2e",
     "test_sweep_failures.py": "e2e",
     "test_sweep_interrupts.py": "e2e",
+    "test_streamed_rescale.py": "unit",
     "test_sweep_stages.py": "unit",
     "test_tables.py": "unit",
     "test_terminal.py": "unit",

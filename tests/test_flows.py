@@ -9,13 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 from rescale4dl_bmz.files.demo_data import write_demo_dataset
 from rescale4dl_bmz.sweep.config import make_sweep_config
 
-pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[1]
 FLOWS = ROOT / "flows"

@@ -14,8 +14,6 @@ from rescale4dl_bmz.models import load_model, make_config, train_model
 from rescale4dl_bmz.models.rounds import FactorRun, train_in_rounds
 from test_models_training import TINY_STARDIST, TINY_UNET, blobs
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture(scope="module")
 def data():

@@ -9,8 +9,6 @@ import pytest
 from rescale4dl_bmz.decide.halving import halving_decisions, round_budgets, rule_sentence, stopped_after_round
 from rescale4dl_bmz.sweep.config import make_sweep_config
 
-pytestmark = pytest.mark.unit
-
 
 @pytest.mark.parametrize("total, rounds, spe, expected", [
     (40, 3, 2, [10, 20, 40]),       # B/4, B/2, B in whole epochs

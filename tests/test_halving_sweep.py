@@ -17,7 +17,6 @@ import pytest
 from rescale4dl_bmz.files.demo_data import write_demo_dataset
 from rescale4dl_bmz.sweep.config import make_sweep_config
 
-pytestmark = pytest.mark.e2e
 
 TRAINING = {"architecture": {"kind": "unet", "depth": 2, "base_filters": 8}, "steps": 8, "steps_per_epoch": 2,
             "learning_rate": 1e-2, "batch_size": 2}

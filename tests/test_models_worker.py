@@ -15,8 +15,6 @@ from rescale4dl_bmz.models.worker import TensorFlowWorker, WorkerJobFailed
 
 from test_models_training import TINY_STARDIST, TINY_UNET, blobs
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):

@@ -157,7 +157,6 @@ def test_ties_go_to_the_coarser_factor():
 
 def test_grid_choice_and_sampled_fallback():
     per = per_image_table({**MEANS, "ds4": 0.81})
-    summary = summary_table(per)
     # make ds4 bad on the sampled grid only
     per2 = per.copy()
     per2.loc[(per2["grid"] == "sampled") & (per2["factor"] == "ds4"), "iou"] -= 0.2

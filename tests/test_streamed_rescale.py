@@ -17,7 +17,6 @@ from rescale4dl_bmz.files import band_writer
 from rescale4dl_bmz.files.band_writer import stored_shape, write_tiff_rows
 from rescale4dl_bmz.files.images import read_image, read_mask, read_pixel_size, write_tiff
 
-pytestmark = pytest.mark.unit
 
 FACTORS = ["up8", *(f.name for f in default_ladder())]  # up8 up4 up2 og ds2 ds4 ds8 ds16
 MODES = ("aligned", "rescale4dl")

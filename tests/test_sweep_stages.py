@@ -24,7 +24,6 @@ from rescale4dl_bmz.sweep.markers import check_done, is_done, mark_done, marker_
 from rescale4dl_bmz.sweep.plan import Plan, factor_dir
 from rescale4dl_bmz.sweep.prepare import names_for_test, plan_sweep, split_names
 
-pytestmark = pytest.mark.unit
 
 NAMES = ("a", "b", "c", "d")
 
