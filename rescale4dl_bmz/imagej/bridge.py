@@ -53,6 +53,9 @@ class ImageJError(RuntimeError):
         self.log = log
 
 
+QUIT_WAIT_S = 5.0  # seconds a polite quit may take before the worker's process group is killed
+
+
 class ImageJTimeout(ImageJError):
     """An ImageJ request ran past its timeout; the worker and its JVM were killed."""
 
@@ -139,8 +142,10 @@ class ImageJ:
         if self.running:
             try:
                 self._send({"op": "quit"})
-                self._receive(30.0, "stopping ImageJ")
-                self._proc.wait(timeout=30)
+                # the JVM waits for its non-daemon threads, which some macros leave running: the
+                # outputs are written by then, so a JVM still there after a few seconds is killed
+                self._receive(QUIT_WAIT_S, "stopping ImageJ")
+                self._proc.wait(timeout=QUIT_WAIT_S)
             except (ImageJError, OSError, subprocess.TimeoutExpired):
                 pass
         self._kill()
