@@ -11,6 +11,7 @@ import pytest
 from skimage.draw import disk
 
 from rescale4dl_bmz.models import load_model, make_config, train_model
+from rescale4dl_bmz.decide.halving import halving_rule
 from rescale4dl_bmz.models.rounds import FactorRun, train_in_rounds
 from test_models_training import TINY_STARDIST, TINY_UNET, blobs
 
@@ -44,7 +45,7 @@ def _blank(data):
 def test_unet_rounds_match_exhaustive_steps_and_folder(tmp_path, data):
     cfg = make_config("semantic", steps=8, steps_per_epoch=2, factor="og", **TINY_UNET)
     alone = train_model(*data, cfg, tmp_path / "exhaustive")
-    result = train_in_rounds([FactorRun("og", *data, cfg, tmp_path / "rounds")], n_rounds=3, margin=0.05)
+    result = train_in_rounds([FactorRun("og", *data, cfg, tmp_path / "rounds")], 3, *halving_rule(3, 0.05))
     record = result["factors"]["og"]
     assert record["status"] == "done" and record["stopped_after_round"] is None
     assert record["steps"] == alone.cost["steps"] == 8
@@ -65,7 +66,7 @@ def test_a_factor_clearly_behind_stops(tmp_path):
                       batch_size=2, architecture={"kind": "unet", "base_filters": 8})
     runs = [FactorRun("og", *data, cfg, tmp_path / "og"),
             FactorRun("ds2", *_blank(data), cfg.model_copy(update={"factor": "ds2"}), tmp_path / "ds2")]
-    result = train_in_rounds(runs, n_rounds=2, margin=0.05)
+    result = train_in_rounds(runs, 2, *halving_rule(2, 0.05))
     og, ds2 = result["factors"]["og"], result["factors"]["ds2"]
     assert og["scores"][0] - ds2["scores"][0] > 0.05, result
     assert ds2["status"] == "stopped" and ds2["stopped_after_round"] == 1 and ds2["steps"] == 6
@@ -77,7 +78,7 @@ def test_a_factor_clearly_behind_stops(tmp_path):
 def test_stardist_rounds_reach_the_full_budget(tmp_path, data):
     cfg = make_config("instance", steps=4, steps_per_epoch=1, factor="og", **TINY_STARDIST)
     alone = train_model(*data, cfg, tmp_path / "exhaustive")
-    result = train_in_rounds([FactorRun("og", *data, cfg, tmp_path / "rounds")], n_rounds=2, margin=0.05)
+    result = train_in_rounds([FactorRun("og", *data, cfg, tmp_path / "rounds")], 2, *halving_rule(2, 0.05))
     record = result["factors"]["og"]
     assert record["status"] == "done" and record["round_steps"] == [2, 4]
     assert record["steps"] == alone.cost["steps"] == 4

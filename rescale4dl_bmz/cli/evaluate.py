@@ -51,7 +51,7 @@ def run(args) -> int:
     from rescale4dl_bmz.files.folders import ensure_outside
     from rescale4dl_bmz.errors import InputError
     from rescale4dl_bmz.metrics.summaries import condition_effects, summarize
-    from rescale4dl_bmz.files.evaluation_folders import evaluate_folders, read_conditions, write_table
+    from rescale4dl_bmz.metrics.evaluation_folders import evaluate_folders, read_conditions, write_table
     from rescale4dl_bmz.factors import parse_factors
 
     import math

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from rescale4dl_bmz.errors import InputError
-from rescale4dl_bmz.data.label_arrays import check_labels, compact_labels
+from rescale4dl_bmz.files.label_arrays import check_labels, compact_labels
 from rescale4dl_bmz.vocabulary import LABEL_STYLES
 
 BACKGROUND, INNER, EDGE = 0, 1, 2

@@ -31,7 +31,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from rescale4dl_bmz.errors import InputError
-from rescale4dl_bmz.data.label_arrays import check_labels, compact_labels
+from rescale4dl_bmz.files.label_arrays import check_labels, compact_labels
 from rescale4dl_bmz.factors import Factor, parse_factor
 from rescale4dl_bmz.vocabulary import MODES
 

@@ -12,7 +12,7 @@ across factors (a mean foreground IoU for the U-Net, an object F1 for StarDist: 
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 
 def round_budgets(total_steps: int, rounds: int, steps_per_epoch: int = 1) -> list[int]:
@@ -64,3 +64,13 @@ def rule_sentence(margin: float, n_rounds: int) -> str:
             + ", 1/".join(str(2 ** (n_rounds - 1 - r)) for r in range(n_rounds - 1))
             + " and all of the full budget; after each round but the last, a factor stopped when its validation "
             f"score was below that round's best by more than {margin:g} (the best always continues).")
+
+
+def halving_rule(rounds: int, margin: float) -> tuple[Callable[[int, int], list[int]],
+                                                      Callable[[Mapping[str, float]], list[str]]]:
+    """The rule as the two functions `models.rounds.train_in_rounds` applies: each factor's round
+    budgets from (total steps, steps per epoch), and the factors a round's scores stop."""
+    if margin < 0:
+        raise ValueError(f"the margin must be >= 0, got {margin}")
+    return (lambda total, per_epoch: round_budgets(total, rounds, per_epoch),
+            lambda scores: stopped_after_round(scores, margin))

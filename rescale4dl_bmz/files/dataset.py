@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-from rescale4dl_bmz.data.label_arrays import check_instance_mask
+from rescale4dl_bmz.files.label_arrays import check_instance_mask
 from rescale4dl_bmz.errors import InputError
 from rescale4dl_bmz.files.folders import pair_by_stem
 from rescale4dl_bmz.files.images import read_image, read_mask, read_pixel_size

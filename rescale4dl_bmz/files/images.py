@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rescale4dl_bmz.data.label_arrays import check_instance_mask, check_labels, compact_labels
+from rescale4dl_bmz.files.label_arrays import check_instance_mask, check_labels, compact_labels
 from rescale4dl_bmz.errors import InputError
 from rescale4dl_bmz.files.units import METRIC_UNIT_IN_UM
 from rescale4dl_bmz.files.atomic import atomic_path

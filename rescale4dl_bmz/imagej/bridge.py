@@ -35,7 +35,7 @@ from typing import Iterator
 
 import numpy as np
 
-from rescale4dl_bmz.data.label_arrays import check_labels, compact_labels
+from rescale4dl_bmz.files.label_arrays import check_labels, compact_labels
 from rescale4dl_bmz.errors import InputError
 from rescale4dl_bmz.files.atomic import atomic_path
 from rescale4dl_bmz.imagej.install import ImageJUnavailable, check_tools, find_fiji, find_ij_jar, macro_path

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rescale4dl_bmz.errors import InputError
-from rescale4dl_bmz.data.label_arrays import check_labels
+from rescale4dl_bmz.files.label_arrays import check_labels
 from rescale4dl_bmz.metrics._checks import check_same_shape
 
 _DENSE_BINS = 1 << 25  # count overlaps in a dense table up to this many (GT, pred) label pairs

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from rescale4dl_bmz.errors import InputError
-from rescale4dl_bmz.data.label_arrays import check_labels
+from rescale4dl_bmz.files.label_arrays import check_labels
 from rescale4dl_bmz.metrics._checks import check_same_shape
 
 CLASSES = (0, 1, 2)

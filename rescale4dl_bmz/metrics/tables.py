@@ -1,5 +1,5 @@
 """Evaluation rows from arrays: a GT/prediction pair -> per-object rows + one per-image row.
-No IO (`files.evaluation_folders` reads and writes); the per-factor summaries of these rows are
+No IO (`evaluation_folders` reads and writes); the per-factor summaries of these rows are
 in `metrics.summaries`.
 
 Grids: ``sampled`` compares on the factor's own grid (ground truth rescaled, what the paper
@@ -41,7 +41,7 @@ from rescale4dl_bmz.errors import InputError
 from rescale4dl_bmz.factors import Factor, parse_factor
 from rescale4dl_bmz.metrics import (bytes_per_object, crop_iou_rescale4dl, finite_mean, finite_median, match_instances,
                                     object_morphology, pct_area_per_pixel, pct_diameter_per_pixel, semantic_scores)
-from rescale4dl_bmz.data.label_arrays import check_labels
+from rescale4dl_bmz.files.label_arrays import check_labels
 from rescale4dl_bmz.metrics._checks import check_same_shape
 from rescale4dl_bmz.metrics.instance import index_labels
 from rescale4dl_bmz.metrics.semantic import binary_iou

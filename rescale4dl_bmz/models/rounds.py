@@ -31,11 +31,10 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from rescale4dl_bmz.decide.halving import round_budgets, stopped_after_round
 from rescale4dl_bmz.models.config import TrainConfig
 from rescale4dl_bmz.models.store import staging_folder
 from rescale4dl_bmz.models.training import PreparedRun, prepare_training, reproducible, write_model_files
@@ -203,14 +202,19 @@ def _no_op(*args, **kwargs) -> None:
     return None
 
 
-def train_in_rounds(runs: Sequence[FactorRun], n_rounds: int, margin: float) -> dict:
-    """Successive halving over `runs` (one per factor): every factor trains round by round; after each
-    round but the last, `decide.halving.stopped_after_round` stops the factors clearly behind.
-    Returns {"rounds", "margin", "score", "factors": {factor: record}}; a record holds "status"
+Budgets = Callable[[int, int], list[int]]          # (total steps, steps per epoch) -> cumulative budgets
+StopRule = Callable[[Mapping[str, float]], list[str]]  # a round's scores -> the factors that stop
+
+
+def train_in_rounds(runs: Sequence[FactorRun], n_rounds: int, budgets: Budgets, stop: StopRule) -> dict:
+    """Successive halving over `runs` (one per factor): every factor trains round by round to the
+    cumulative `budgets` of its steps; after each round but the last, `stop` (the rule,
+    `decide.halving`) names the factors clearly behind, which stop.
+    Returns {"rounds", "score", "factors": {factor: record}}; a record holds "status"
     (done | stopped), "stopped_after_round", "steps" (what it got), "budget_steps" (the full budget),
     "round_steps" and "scores" (one per round it ran), and for survivors the cost of `cost.json`."""
     if not runs:
-        return {"rounds": n_rounds, "margin": margin, "factors": {}}
+        return {"rounds": n_rounds, "factors": {}}
     prepared, prep_s = {}, {}
     for r in runs:
         t0 = time.perf_counter()
@@ -228,20 +232,20 @@ def train_in_rounds(runs: Sequence[FactorRun], n_rounds: int, margin: float) -> 
                 trainers[r.factor].prep_s = prep_s[r.factor] + time.perf_counter() - t0
                 records[r.factor] = {"status": "running", "stopped_after_round": None, "budget_steps": run.steps,
                                      "round_steps": [], "scores": []}
-            budgets = {f: round_budgets(prepared[f].steps, n_rounds, prepared[f].spe) for f in trainers}
+            budget = {f: budgets(prepared[f].steps, prepared[f].spe) for f in trainers}
             running = list(trainers)
             for rnd in range(n_rounds):
                 scores = {}
                 for f in running:
-                    scores[f] = trainers[f].advance(budgets[f][rnd])
+                    scores[f] = trainers[f].advance(budget[f][rnd])
                     records[f]["round_steps"].append(trainers[f].steps)
                     records[f]["scores"].append(round(scores[f], 6))
                 log.info("halving round %d of %d: %s", rnd + 1, n_rounds,
                          ", ".join(f"{f} {s:.3f} ({trainers[f].steps} steps)" for f, s in scores.items()))
                 if rnd < n_rounds - 1:
-                    for f in stopped_after_round(scores, margin):
-                        log.info("halving: %s stops after round %d (score %.3f, best %.3f, margin %g)", f, rnd + 1,
-                                 scores[f], max(scores.values()), margin)
+                    for f in stop(scores):
+                        log.info("halving: %s stops after round %d (score %.3f, best %.3f)", f, rnd + 1,
+                                 scores[f], max(scores.values()))
                         trainers[f].discard()
                         running.remove(f)
                         records[f].update(status="stopped", stopped_after_round=rnd + 1)
@@ -262,4 +266,4 @@ def train_in_rounds(runs: Sequence[FactorRun], n_rounds: int, margin: float) -> 
                           pixels_seen=int(t.steps * cfg.batch_size * cfg.patch_size ** 2))
     score = "semantic IoU (inner, edge) of the validation patches" if first.is_unet else \
         "object F1 at IoU 0.5 on the validation images (StarDist default thresholds)"
-    return {"rounds": n_rounds, "margin": margin, "score": score, "factors": records}
+    return {"rounds": n_rounds, "score": score, "factors": records}

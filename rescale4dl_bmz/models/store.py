@@ -15,7 +15,7 @@ from typing import Iterator
 
 import numpy as np
 
-from rescale4dl_bmz.data.label_arrays import compact_labels
+from rescale4dl_bmz.files.label_arrays import compact_labels
 from rescale4dl_bmz.errors import InputError
 from rescale4dl_bmz.models.config import TrainConfig, config_from_dict
 from rescale4dl_bmz.models.normalize import percentile_normalize

@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from rescale4dl_bmz.data.label_arrays import compact_labels
+from rescale4dl_bmz.files.label_arrays import compact_labels
 from rescale4dl_bmz.files.text_files import write_json
 from rescale4dl_bmz.errors import InputError
 from rescale4dl_bmz.factors import parse_factor

@@ -5,7 +5,6 @@ tables (status, stage, cause, log) and is never the baseline of a claimed gain."
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -215,41 +214,9 @@ def example_crops(config: SweepConfig, plan: Plan, factors: list[str], field_px:
 def export_chosen(plan: Plan, factor: str, metadata=None) -> Path:
     """The chosen model as one bioimage.io package, `model.zip`, for the Model Zoo and deepImageJ
     (pixel size on the axes when known, ONNX weights, post-processing macro); it passes bioimageio's test."""
-    from rescale4dl_bmz.models.worker import shared_worker
+    from rescale4dl_bmz.sweep.worker import shared_worker
 
     out = Path(plan.out)  # built and tested in the TensorFlow worker: no TensorFlow import here
     package = Path(shared_worker().export(out, factor, out / "model.zip", metadata, out / "logs" / "export.log"))
     log.info("exported %s", package)
     return package
-
-
-def publish_artifacts(out: Path, result: dict) -> None:
-    """The results table, the figures and the report as Prefect artifacts, rendered by the Prefect UI
-    (images embedded as data URIs: the UI cannot reach files on this machine)."""
-    from prefect.artifacts import create_image_artifact, create_markdown_artifact, create_table_artifact
-
-    from rescale4dl_bmz.decide.select_text import table_records
-    from rescale4dl_bmz.sweep.report_page import image_data_uri
-    from rescale4dl_bmz.sweep.report_tables import COST_COLUMNS, QUALITY_COLUMNS, human_table
-
-    if (out / "summary.csv").exists():
-        table = read_csv(out / "summary.csv")
-        if "grid" in table:
-            table = table[(table["grid"] == "native") | table["grid"].isna()]
-        table = table.assign(scale=[parse_factor(f).scale for f in table["factor"]]).sort_values("scale")
-        keep = list(dict.fromkeys(QUALITY_COLUMNS + COST_COLUMNS))
-        create_table_artifact(key="sweep-summary", table=table_records(human_table(table, keep)),
-                              description=result.get("headline", "sweep results (native grid)"))
-    figures = out / "figures"
-    for key, name, what in (("iou-vs-pixel-size", "iou_vs_coverage.png", "IoU against pixel size (native grid)"),
-                            ("example-segmentations", "examples.png", "the same field at each pixel size"),
-                            ("cell-diameters", "diameters.png", "annotated and predicted cell diameters")):
-        if (figures / name).exists():
-            create_image_artifact(image_url=image_data_uri(figures / name), key=key, description=what)
-    if result.get("report"):
-        md = Path(result["report"]).read_text(encoding="utf-8")
-        md = re.sub(r"!\[([^\]]*)\]\(([^)]+\.png)\)",
-                    lambda m: f"![{m.group(1)}]({image_data_uri(out / m.group(2))})"
-                    if (out / m.group(2)).exists() else m.group(0), md)
-        create_markdown_artifact(key="sweep-report", markdown=md, description="rescale4dl sweep report")
-

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from pathlib import Path
 
 from rescale4dl_bmz.sweep.config import SweepConfig
@@ -59,7 +60,7 @@ def sweep_flow_fn(config: SweepConfig, plan=None):
     With `schedule: halving`, every factor's data comes first, then one task trains all of them in
     rounds (`sweep.halving`), then the survivors go on (their train stage reads the halving's marker)."""
     from rescale4dl_bmz.process.shutdown import install_handlers
-    from rescale4dl_bmz.sweep.finish import Outcome, publish_artifacts
+    from rescale4dl_bmz.sweep.finish import Outcome
     from rescale4dl_bmz.sweep.stages import STAGES
     from rescale4dl_bmz.sweep.terminal import SweepProgress
 
@@ -205,9 +206,43 @@ def run_sweep(config: SweepConfig, on_change: str = "refuse") -> dict:
 @contextlib.contextmanager
 def _worker_closed():
     """End this process's TensorFlow worker with the sweep (Dask workers end theirs at exit)."""
-    from rescale4dl_bmz.models.worker import close_shared_worker
+    from rescale4dl_bmz.sweep.worker import close_shared_worker
 
     try:
         yield
     finally:
         close_shared_worker()
+
+
+def publish_artifacts(out: Path, result: dict) -> None:
+    """The results table, the figures and the report as Prefect artifacts, rendered by the Prefect UI
+    (images embedded as data URIs: the UI cannot reach files on this machine)."""
+    from prefect.artifacts import create_image_artifact, create_markdown_artifact, create_table_artifact
+
+    from rescale4dl_bmz.decide.select_text import table_records
+    from rescale4dl_bmz.factors import parse_factor
+    from rescale4dl_bmz.files.text_files import read_csv
+    from rescale4dl_bmz.sweep.report_page import image_data_uri
+    from rescale4dl_bmz.sweep.report_tables import COST_COLUMNS, QUALITY_COLUMNS, human_table
+
+    if (out / "summary.csv").exists():
+        table = read_csv(out / "summary.csv")
+        if "grid" in table:
+            table = table[(table["grid"] == "native") | table["grid"].isna()]
+        table = table.assign(scale=[parse_factor(f).scale for f in table["factor"]]).sort_values("scale")
+        keep = list(dict.fromkeys(QUALITY_COLUMNS + COST_COLUMNS))
+        create_table_artifact(key="sweep-summary", table=table_records(human_table(table, keep)),
+                              description=result.get("headline", "sweep results (native grid)"))
+    figures = out / "figures"
+    for key, name, what in (("iou-vs-pixel-size", "iou_vs_coverage.png", "IoU against pixel size (native grid)"),
+                            ("example-segmentations", "examples.png", "the same field at each pixel size"),
+                            ("cell-diameters", "diameters.png", "annotated and predicted cell diameters")):
+        if (figures / name).exists():
+            create_image_artifact(image_url=image_data_uri(figures / name), key=key, description=what)
+    if result.get("report"):
+        md = Path(result["report"]).read_text(encoding="utf-8")
+        md = re.sub(r"!\[([^\]]*)\]\(([^)]+\.png)\)",
+                    lambda m: f"![{m.group(1)}]({image_data_uri(out / m.group(2))})"
+                    if (out / m.group(2)).exists() else m.group(0), md)
+        create_markdown_artifact(key="sweep-report", markdown=md, description="rescale4dl sweep report")
+

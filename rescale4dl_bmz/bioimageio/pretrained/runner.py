@@ -273,7 +273,7 @@ class PackagedModel:
 
     def predict(self, image: np.ndarray, tile_size: int | None = None) -> np.ndarray:
         """Labels for a raw 2D image: uint8 class indices (semantic) or uint8/16/32 instance labels."""
-        from rescale4dl_bmz.data.label_arrays import compact_labels
+        from rescale4dl_bmz.files.label_arrays import compact_labels
 
         out = self.predict_output(image, tile_size)
         if self.info.output_form == "probabilities":

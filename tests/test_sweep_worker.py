@@ -11,7 +11,7 @@ import pytest
 
 from rescale4dl_bmz.files.images import read_mask, write_tiff
 from rescale4dl_bmz.models import load_model, make_config
-from rescale4dl_bmz.models.worker import TensorFlowWorker, WorkerJobFailed
+from rescale4dl_bmz.sweep.worker import TensorFlowWorker, WorkerJobFailed
 
 from test_models_training import TINY_STARDIST, TINY_UNET, blobs
 

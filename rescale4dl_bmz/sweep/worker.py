@@ -7,7 +7,7 @@ CLI, Prefect, Dask, a notebook) should stay light and never depend on it. Why it
 reuse: before every job the worker clears Keras's session, and every training seeds Python,
 NumPy and TensorFlow again with op determinism on (`training.reproducible`), so a model trained
 as the worker's fifth job has the same weights, bit for bit, as one trained by a fresh process
-(tests/test_models_worker.py).
+(tests/test_sweep_worker.py).
 
 Protocol: the worker imports TensorFlow and says so (a first reply with the import time); then
 one JSON job per line on its stdin. Everything the worker prints (our log
@@ -131,7 +131,7 @@ class TensorFlowWorker:
 
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # the worker sets its Keras backend itself (`serve`)
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "rescale4dl_bmz.models.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            [sys.executable, "-m", "rescale4dl_bmz.sweep.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, env=env,
             preexec_fn=die_with_parent if sys.platform.startswith("linux") else None)
         self.started += 1
@@ -205,6 +205,7 @@ def _train(job: dict) -> dict:
 
 
 def _halve(job: dict) -> dict:
+    from rescale4dl_bmz.decide.halving import halving_rule
     from rescale4dl_bmz.files.images import read_image, read_mask
     from rescale4dl_bmz.models.config import config_from_dict
     from rescale4dl_bmz.models.rounds import FactorRun, train_in_rounds
@@ -212,7 +213,9 @@ def _halve(job: dict) -> dict:
     runs = [FactorRun(f["factor"], [read_image(p) for p in f["images"]], [read_mask(p) for p in f["masks"]],
                       config_from_dict(f["config"], f"the halving job ({f['factor']})"), Path(f["out"]),
                       [Path(p).stem for p in f["images"]]) for f in job["factors"]]
-    return train_in_rounds(runs, job["rounds"], job["margin"])
+    rounds, margin = job["rounds"], job["margin"]
+    decision = train_in_rounds(runs, rounds, *halving_rule(rounds, margin))
+    return {**decision, "margin": margin}
 
 
 def _predict(job: dict) -> dict:
