@@ -8,8 +8,6 @@ import json
 import numpy as np
 import pytest
 
-from skimage.draw import disk
-
 from rescale4dl_bmz.models import load_model, make_config, train_model
 from rescale4dl_bmz.decide.halving import halving_rule
 from rescale4dl_bmz.models.rounds import FactorRun, train_in_rounds
@@ -21,18 +19,9 @@ def data():
     return blobs(4)
 
 
-def big_blobs(n: int, size: int = 64, seed: int = 0):
+def big_blobs(n: int):
     """Four large bright disks per image: a U-Net with 8 filters learns them in a few steps."""
-    rng = np.random.default_rng(seed)
-    images, masks = [], []
-    for _ in range(n):
-        mask = np.zeros((size, size), np.uint16)
-        for label in range(1, 5):
-            rr, cc = disk(rng.integers(10, size - 10, 2), rng.integers(8, 12), shape=mask.shape)
-            mask[rr, cc] = label
-        images.append((400 * (mask > 0) + rng.normal(100, 20, mask.shape)).astype(np.uint16))
-        masks.append(mask)
-    return images, masks
+    return blobs(n, objects=4, radius=(8, 12), margin=10)
 
 
 def _blank(data):

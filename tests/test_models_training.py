@@ -19,14 +19,16 @@ TINY_STARDIST = {"architecture": {"kind": "stardist", "base_filters": 4, "depth"
                                   "conv_after_unet": 8}, "patch_size": 32, "batch_size": 2}
 
 
-def blobs(n: int, size: int = 64, seed: int = 0):
-    """Bright disks on a noisy background and their instance labels."""
+def blobs(n: int, size: int = 64, seed: int = 0, objects: int = 6, radius: tuple[int, int] = (3, 6),
+          margin: int = 6):
+    """Bright disks (`objects` per image, radius in [radius), centres `margin` px from the border) on a
+    noisy background, and their instance labels."""
     rng = np.random.default_rng(seed)
     images, masks = [], []
     for _ in range(n):
         mask = np.zeros((size, size), np.uint16)
-        for label in range(1, 7):
-            rr, cc = disk(rng.integers(6, size - 6, 2), rng.integers(3, 6), shape=mask.shape)
+        for label in range(1, objects + 1):
+            rr, cc = disk(rng.integers(margin, size - margin, 2), rng.integers(*radius), shape=mask.shape)
             mask[rr, cc] = label
         images.append((400 * (mask > 0) + rng.normal(100, 20, mask.shape)).astype(np.uint16))
         masks.append(mask)
