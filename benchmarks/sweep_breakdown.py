@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 CHILD = r"""
-import json, sys, time
+import functools, json, sys, time
 t_top = time.time()
 t0 = time.perf_counter()
 from pathlib import Path
@@ -44,7 +44,7 @@ from rescale4dl_bmz.sweep import finish, flow, prepare, stages
 from rescale4dl_bmz.sweep.config import make_sweep_config
 from rescale4dl_bmz.files.demo_data import write_demo_dataset
 from rescale4dl_bmz.cli.demo import DEMO_FACTORS, DEMO_TRAINING
-from rescale4dl_bmz.models import worker
+from rescale4dl_bmz.sweep import worker
 setup_logging(False)
 use_tensorflow_keras()
 times = {"imports": time.perf_counter() - t0}
@@ -52,6 +52,7 @@ spans = []
 
 def timed(module, name, part):
     fn = getattr(module, name)
+    @functools.wraps(fn)  # Prefect reads the signature (task run names use the parameters)
     def wrapper(*args, **kwargs):
         s = time.perf_counter()
         try:

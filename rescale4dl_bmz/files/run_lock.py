@@ -35,8 +35,19 @@ _HELD: set[str] = set()  # run folders this process holds
 
 
 def held_here(out: str | Path) -> bool:
-    """Whether this process holds the run folder's lock (the sweep reading its own tables)."""
-    return str(Path(out).resolve()) in _HELD
+    """Whether this process, or the sweep that started it, holds the run folder's lock: the sweep
+    reading its own tables, in its own process or in its TensorFlow worker (a child process)."""
+    if str(Path(out).resolve()) in _HELD:
+        return True
+    pid = read_holder(out).get("pid")
+    if not isinstance(pid, int) or not is_locked(out):
+        return False
+    import psutil
+
+    try:
+        return pid in {p.pid for p in psutil.Process().parents()}
+    except psutil.Error:
+        return False
 
 
 def _process_key(p) -> dict:

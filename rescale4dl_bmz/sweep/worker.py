@@ -255,7 +255,9 @@ def serve(stdin=None, stdout=None) -> int:
     use_tensorflow_keras()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=stdout, force=True)
     t0 = time.perf_counter()
-    import keras  # noqa: F401  (TensorFlow too: the one import of a sweep)
+    import keras  # TensorFlow too: the one import of a sweep
+
+    keras.utils.disable_interactive_logging()  # no progress bars (bioimageio's test calls `predict`)
 
     _send(stdout, {"ok": True, "result": {"startup_s": time.perf_counter() - t0}})
     for line in stdin:
