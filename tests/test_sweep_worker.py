@@ -9,6 +9,7 @@ import signal
 import numpy as np
 import pytest
 
+from rescale4dl_bmz.errors import InputError
 from rescale4dl_bmz.files.images import read_mask, write_tiff
 from rescale4dl_bmz.models import load_model, make_config
 from rescale4dl_bmz.sweep.worker import TensorFlowWorker, WorkerJobFailed
@@ -81,6 +82,7 @@ def test_a_failed_job_is_named_and_the_worker_goes_on(tmp_path, files):
         with pytest.raises(WorkerJobFailed) as err:
             worker.train([files[0][0]], [tmp_path / "missing.tif"], unet, tmp_path / "bad", tmp_path / "bad.log")
         assert "missing.tif" in err.value.cause and err.value.log == str(tmp_path / "bad.log")
+        assert isinstance(err.value, InputError)  # bad input stays bad input (exit code 2), named
         assert "Traceback" in (tmp_path / "bad.log").read_text()
         pid = worker.pid
         worker.train(*files, unet, tmp_path / "good", tmp_path / "good.log")

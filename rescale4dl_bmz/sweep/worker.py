@@ -32,6 +32,8 @@ import traceback
 from pathlib import Path
 from typing import Sequence
 
+from rescale4dl_bmz.errors import InputError
+
 log = logging.getLogger(__name__)
 
 REPLY_MARK = "\x1erescale4dl-worker-reply "
@@ -50,6 +52,11 @@ class WorkerJobFailed(RuntimeError):
 
     def __reduce__(self):
         return type(self), (self.cause, self.log)
+
+
+class WorkerInputError(WorkerJobFailed, InputError):
+    """The job refused its input (an `InputError` in the worker): exit code 2 on the command line,
+    the message naming the file and the problem, as if the parent had found it."""
 
 
 class TensorFlowWorker:
@@ -115,7 +122,8 @@ class TensorFlowWorker:
                 reply = json.loads(line[len(REPLY_MARK):])
                 if reply["ok"]:
                     return reply["result"]
-                raise WorkerJobFailed(reply["error"], str(log_file))
+                failed = WorkerInputError if reply.get("input") else WorkerJobFailed
+                raise failed(reply["error"], str(log_file))
             full.write(line)
             full.flush()
             line = line.rstrip()
@@ -269,7 +277,8 @@ def serve(stdin=None, stdout=None) -> int:
             reply = {"ok": True, "result": _JOBS[job["op"]](job)}
         except Exception as exc:  # the job failed, the worker serves the next one
             traceback.print_exc(file=stdout)
-            reply = {"ok": False, "error": one_line(exc)}
+            bad_input = isinstance(exc, InputError)
+            reply = {"ok": False, "input": bad_input, "error": str(exc).strip() if bad_input else one_line(exc)}
         _send(stdout, reply)
     return 0
 
