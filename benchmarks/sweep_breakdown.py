@@ -44,7 +44,7 @@ from rescale4dl_bmz.sweep import finish, flow, prepare, stages
 from rescale4dl_bmz.sweep.config import make_sweep_config
 from rescale4dl_bmz.files.demo_data import write_demo_dataset
 from rescale4dl_bmz.cli.demo import DEMO_FACTORS, DEMO_TRAINING
-from rescale4dl_bmz.sweep import worker
+from rescale4dl_bmz.sweep import tensorflow_worker as worker
 setup_logging(False)
 use_tensorflow_keras()
 times = {"imports": time.perf_counter() - t0}

@@ -54,7 +54,7 @@ FILE_TIERS = {
     "test_models_receptive_field.py": "integration",
     "test_models_training.py": "integration",
     "test_models_unet.py": "unit",
-    "test_sweep_worker.py": "e2e",  # several worker processes, each importing TensorFlow and training
+    "test_tensorflow_worker.py": "e2e",  # several worker processes, each importing TensorFlow and training
     "test_notebook.py": "e2e",
     "test_plan.py": "unit",
     "test_prefect_server.py": "e2e",

@@ -9,8 +9,8 @@ import pytest
 
 from rescale4dl_bmz.cli.main import main
 from rescale4dl_bmz.errors import InputError
-from rescale4dl_bmz.decide.plan import plan_acquisition, plan_areas, plan_density, plan_parse_camera
-from rescale4dl_bmz.decide.plan_text import plan_bytes, plan_format
+from rescale4dl_bmz.decide.acquisition import plan_acquisition, plan_areas, plan_density, plan_parse_camera
+from rescale4dl_bmz.decide.acquisition_text import plan_bytes, plan_format
 
 
 def test_numbers_by_hand():

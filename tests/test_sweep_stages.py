@@ -162,7 +162,7 @@ def test_a_failing_stage_becomes_factor_failed_with_its_traceback_in_a_log(tmp_p
 
 
 def test_a_training_failure_keeps_the_training_log_and_a_full_disk_stops_everything(tmp_path):
-    from rescale4dl_bmz.sweep.worker import WorkerJobFailed
+    from rescale4dl_bmz.sweep.tensorflow_worker import WorkerJobFailed
 
     @stages.factor_stage("train")
     def train(config, plan, factor):

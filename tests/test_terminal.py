@@ -6,7 +6,7 @@ import logging
 import os
 import time
 
-from rescale4dl_bmz.sweep.worker import log as training_log
+from rescale4dl_bmz.sweep.tensorflow_worker import log as training_log
 from rescale4dl_bmz.process.logs import TerminalHandler
 from rescale4dl_bmz.sweep.stages import log as sweep_log
 from rescale4dl_bmz.sweep.terminal import SweepProgress, summary_block

@@ -29,8 +29,8 @@ def run(args) -> int:
     from rescale4dl_bmz.files.text_files import write_text
     from rescale4dl_bmz.errors import InputError
     from rescale4dl_bmz.factors import parse_factor
-    from rescale4dl_bmz.decide.plan import plan_acquisition, plan_areas, plan_density, plan_parse_camera
-    from rescale4dl_bmz.decide.plan_text import plan_format
+    from rescale4dl_bmz.decide.acquisition import plan_acquisition, plan_areas, plan_density, plan_parse_camera
+    from rescale4dl_bmz.decide.acquisition_text import plan_format
     from rescale4dl_bmz.decide.select import select_factor, select_object_areas
     from rescale4dl_bmz.files.run_folder import load_run
 

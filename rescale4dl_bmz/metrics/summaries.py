@@ -8,7 +8,7 @@ counted in the annotations (ground truth objects / original pixels); `throughput
 camera field (CAM_FOV original pixels x scale^2) / tau, the objects a field at that factor really
 holds; `packing_throughput` = CAM_FOV / A_s / tau is the wall-to-wall packing limit (the paper's
 TH_s). `bytes_per_object` = bytes of a field / objects it holds (the same definition as
-`decide.plan`).
+`decide.acquisition`).
 """
 
 from __future__ import annotations

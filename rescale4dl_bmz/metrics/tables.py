@@ -28,7 +28,7 @@ per-image `undefined_classes` column names them (summary: `n_images_undefined_cl
 semantic mean then averages the remaining class alone (`SAMPLED_GRID_NOTE`).
 
 Objects per field: `fov_area_px` is the field's area in original pixels (CAM_FOV);
-`bytes_per_object` = bytes of a field / objects it holds (the same definition as `decide.plan`).
+`bytes_per_object` = bytes of a field / objects it holds (the same definition as `decide.acquisition`).
 """
 
 from __future__ import annotations

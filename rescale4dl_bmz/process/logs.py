@@ -18,8 +18,8 @@ import sys
 
 from rescale4dl_bmz.process.settings import use_tensorflow_keras
 
-# The TensorFlow worker's output, relayed line by line (rescale4dl_bmz.sweep.worker).
-TRAINING_LOGGER = "rescale4dl_bmz.sweep.worker"
+# The TensorFlow worker's output, relayed line by line (rescale4dl_bmz.sweep.tensorflow_worker).
+TRAINING_LOGGER = "rescale4dl_bmz.sweep.tensorflow_worker"
 _TF_LINE = re.compile(r"^(WARNING: All log messages before absl|[IWEF]\d{4} \d\d:\d\d:\d\d)")
 
 

@@ -136,7 +136,7 @@ def halving_decision(plan: Plan, outcomes: list[Outcome]) -> dict | None:
 
 def acquisition_plan(config: SweepConfig, plan: Plan, finished, selection):
     """Objects and bytes per field and per hour at each factor, for a camera the size of the images."""
-    from rescale4dl_bmz.decide.plan import plan_acquisition, plan_areas, plan_density
+    from rescale4dl_bmz.decide.acquisition import plan_acquisition, plan_areas, plan_density
     from rescale4dl_bmz.decide.select import select_object_areas
 
     factors = list(selection.table["factor"])
@@ -214,7 +214,7 @@ def example_crops(config: SweepConfig, plan: Plan, factors: list[str], field_px:
 def export_chosen(plan: Plan, factor: str, metadata=None) -> Path:
     """The chosen model as one bioimage.io package, `model.zip`, for the Model Zoo and deepImageJ
     (pixel size on the axes when known, ONNX weights, post-processing macro); it passes bioimageio's test."""
-    from rescale4dl_bmz.sweep.worker import shared_worker
+    from rescale4dl_bmz.sweep.tensorflow_worker import shared_worker
 
     out = Path(plan.out)  # built and tested in the TensorFlow worker: no TensorFlow import here
     package = Path(shared_worker().export(out, factor, out / "model.zip", metadata, out / "logs" / "export.log"))

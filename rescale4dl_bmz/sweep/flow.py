@@ -206,7 +206,7 @@ def run_sweep(config: SweepConfig, on_change: str = "refuse") -> dict:
 @contextlib.contextmanager
 def _worker_closed():
     """End this process's TensorFlow worker with the sweep (Dask workers end theirs at exit)."""
-    from rescale4dl_bmz.sweep.worker import close_shared_worker
+    from rescale4dl_bmz.sweep.tensorflow_worker import close_shared_worker
 
     try:
         yield

@@ -49,7 +49,7 @@ def stage_halving(config: SweepConfig, plan: Plan, factors: list[str]) -> dict:
     decision = finished_decision(config, plan, factors)
     if decision is not None:
         return decision
-    from rescale4dl_bmz.sweep.worker import WorkerJobFailed, shared_worker
+    from rescale4dl_bmz.sweep.tensorflow_worker import WorkerJobFailed, shared_worker
 
     (Path(plan.out) / HALVING_FILE).unlink(missing_ok=True)
     semantic_given = config.task == "semantic" and config.label_source == "from-og"

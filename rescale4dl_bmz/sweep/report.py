@@ -172,7 +172,7 @@ def write_sweep_report(config: SweepConfig, plan: Plan, summary, selection, figu
                        acquisition) -> Path:
     """report.md and a self-contained report.html, read by a biologist: failures first, then the
     recommendation in one sentence, figures, tables with units, the acquisition plan and a glossary."""
-    from rescale4dl_bmz.decide.plan_text import plan_format
+    from rescale4dl_bmz.decide.acquisition_text import plan_format
     from rescale4dl_bmz.metrics.tables import SAMPLED_GRID_NOTE
     from rescale4dl_bmz.sweep.halving import halving_markdown
 

@@ -43,7 +43,7 @@ def factor_stage(stage: str):
             try:
                 return fn(config, plan, factor)
             except Exception as exc:
-                from rescale4dl_bmz.sweep.worker import WorkerJobFailed
+                from rescale4dl_bmz.sweep.tensorflow_worker import WorkerJobFailed
 
                 if is_environment_fault(exc):
                     raise  # a full or read-only disk stops the whole sweep, not one factor
@@ -98,7 +98,7 @@ def stage_train(config: SweepConfig, plan: Plan, factor: str) -> dict:
     stale = marker_path(plan, factor, "train").exists()
     if is_done(plan, factor, "train"):
         return read_done(plan, factor, "train")
-    from rescale4dl_bmz.sweep.worker import shared_worker
+    from rescale4dl_bmz.sweep.tensorflow_worker import shared_worker
 
     f = parse_factor(factor)
     model_dir = factor_dir(plan, factor) / "model"
@@ -131,7 +131,7 @@ def predict_files(config: SweepConfig, plan: Plan, factor: str, sources: list[Pa
     Our trained model runs in the TensorFlow worker that trained it (no TensorFlow import here);
     a pretrained package runs here, on bioimageio.core."""
     if config.model is None:
-        from rescale4dl_bmz.sweep.worker import shared_worker
+        from rescale4dl_bmz.sweep.tensorflow_worker import shared_worker
 
         return shared_worker().predict(factor_dir(plan, factor) / "model", sources, targets, pixel,
                                        factor_dir(plan, factor) / "logs" / "predict.log")

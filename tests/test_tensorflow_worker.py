@@ -12,7 +12,7 @@ import pytest
 from rescale4dl_bmz.errors import InputError
 from rescale4dl_bmz.files.images import read_mask, write_tiff
 from rescale4dl_bmz.models import load_model, make_config
-from rescale4dl_bmz.sweep.worker import TensorFlowWorker, WorkerJobFailed
+from rescale4dl_bmz.sweep.tensorflow_worker import TensorFlowWorker, WorkerJobFailed
 
 from test_models_training import TINY_STARDIST, TINY_UNET, blobs
 

@@ -7,7 +7,7 @@ CLI, Prefect, Dask, a notebook) should stay light and never depend on it. Why it
 reuse: before every job the worker clears Keras's session, and every training seeds Python,
 NumPy and TensorFlow again with op determinism on (`training.reproducible`), so a model trained
 as the worker's fifth job has the same weights, bit for bit, as one trained by a fresh process
-(tests/test_sweep_worker.py).
+(tests/test_tensorflow_worker.py).
 
 Protocol: the worker imports TensorFlow and says so (a first reply with the import time); then
 one JSON job per line on its stdin. Everything the worker prints (our log
@@ -139,7 +139,7 @@ class TensorFlowWorker:
 
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # the worker sets its Keras backend itself (`serve`)
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "rescale4dl_bmz.sweep.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            [sys.executable, "-m", "rescale4dl_bmz.sweep.tensorflow_worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, env=env,
             preexec_fn=die_with_parent if sys.platform.startswith("linux") else None)
         self.started += 1

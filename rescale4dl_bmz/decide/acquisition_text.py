@@ -1,4 +1,4 @@
-"""The acquisition plan (`decide.plan`) as a table people read: plain text or markdown."""
+"""The acquisition plan (`decide.acquisition`) as a table people read: plain text or markdown."""
 
 from __future__ import annotations
 
