@@ -265,7 +265,9 @@ def serve(stdin=None, stdout=None) -> int:
     t0 = time.perf_counter()
     import keras  # TensorFlow too: the one import of a sweep
 
-    keras.utils.disable_interactive_logging()  # no progress bars (bioimageio's test calls `predict`)
+    keras.utils.disable_interactive_logging()  # no progress bars (bioimageio's test calls `predict`) ...
+    for noisy in ("absl", "tensorflow"):  # ... which Keras then sends to absl's logger
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
     _send(stdout, {"ok": True, "result": {"startup_s": time.perf_counter() - t0}})
     for line in stdin:
