@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 REPLY_MARK = "\x1erescale4dl-worker-reply "
 # TensorFlow start-up and tracing lines nobody can act on: kept in the log file, not relayed
 _NOISE = ("NodeDef mentions attribute", "retracing", "cpu_feature_guard", "To enable the following instructions",
-          "absl::InitializeLog", "Memory patch applied", "oneDNN custom operations")
+          "absl::InitializeLog", "Memory patch applied", "oneDNN custom operations",
+          "━━━━")  # a Keras progress bar (a library's thread may still print one)
 _ERROR_LINE = re.compile(r"^\s*[\w.]*(Error|Exception|Failed|Interrupt)\b[^:]*:")
 
 
@@ -197,6 +198,7 @@ def _fresh_session() -> None:
     import keras
 
     keras.backend.clear_session(free_memory=True)
+    keras.utils.disable_interactive_logging()  # clearing the session resets it: no progress bars
     gc.collect()
 
 
@@ -265,8 +267,7 @@ def serve(stdin=None, stdout=None) -> int:
     t0 = time.perf_counter()
     import keras  # TensorFlow too: the one import of a sweep
 
-    keras.utils.disable_interactive_logging()  # no progress bars (bioimageio's test calls `predict`) ...
-    for noisy in ("absl", "tensorflow"):  # ... which Keras then sends to absl's logger
+    for noisy in ("absl", "tensorflow"):  # Keras's progress lines, without interactive logging (each job)
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
     _send(stdout, {"ok": True, "result": {"startup_s": time.perf_counter() - t0}})
