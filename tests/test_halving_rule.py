@@ -31,6 +31,13 @@ def test_a_factor_stops_only_when_behind_by_more_than_the_margin():
     assert sorted(stopped_after_round(scores, 0.0)) == ["ds2", "ds4", "ds8"]
 
 
+def test_a_round_in_which_nobody_has_learned_stops_nobody():
+    # E. coli, 10 steps: og (the exhaustive sweep's choice at 40 steps) scored 0.002, the best 0.062
+    early = {"og": 0.00222, "ds2": 0.014445, "ds4": 0.061567, "ds8": 0.049645, "ds16": 0.0}
+    assert stopped_after_round(early, 0.05) == []
+    assert stopped_after_round({**early, "ds2": 0.208}, 0.05) == ["og", "ds4", "ds8", "ds16"]
+
+
 def test_float_noise_is_not_a_lead():
     assert stopped_after_round({"a": 0.3, "b": 0.25}, 0.05) == []  # 0.3 - 0.25 = 0.04999999999999999 or more
 

@@ -4,7 +4,10 @@ All factors train in rounds to cumulative step budgets B/2^(R-1), ..., B/2, B. A
 but the last, a factor stops when its validation score is below the round's best score by MORE
 than `margin` (a score exactly `margin` behind continues). The best factor of a round always
 continues, so at least one factor reaches the full budget; the last round stops nobody; a factor
-without a score (NaN) cannot be judged and continues. The scores are in [0, 1] and comparable
+without a score (NaN) cannot be judged and continues; and a round whose best score is below
+`MIN_USEFUL_IOU` (0.2, the bar under which `select` calls the networks untrained) stops nobody:
+networks that have not learned yet cannot be ranked (on E. coli at 10 steps the factor an
+exhaustive sweep chose scored 0.002 against the round's best 0.06, and was stopped). The scores are in [0, 1] and comparable
 across factors (a mean foreground IoU for the U-Net, an object F1 for StarDist: see
 `models.rounds`), which validation losses are not.
 """
@@ -13,6 +16,8 @@ from __future__ import annotations
 
 import math
 from typing import Callable, Mapping, Sequence
+
+from rescale4dl_bmz.decide.select import MIN_USEFUL_IOU
 
 
 def round_budgets(total_steps: int, rounds: int, steps_per_epoch: int = 1) -> list[int]:
@@ -35,13 +40,16 @@ def round_budgets(total_steps: int, rounds: int, steps_per_epoch: int = 1) -> li
 
 
 def stopped_after_round(scores: Mapping[str, float], margin: float) -> list[str]:
-    """The factors that stop after a (non-final) round: score < best - margin. NaN never stops."""
+    """The factors that stop after a (non-final) round: score < best - margin. NaN never stops; a
+    round whose best is below `MIN_USEFUL_IOU` stops nobody."""
     if margin < 0:
         raise ValueError(f"the margin must be >= 0, got {margin}")
     known = {f: s for f, s in scores.items() if s is not None and not math.isnan(s)}
     if not known:
         return []
     best = max(known.values())
+    if best < MIN_USEFUL_IOU:
+        return []  # nobody has learned yet: no ranking
     return [f for f, s in known.items() if best - s > margin + 1e-12]  # float noise is not a lead
 
 
@@ -63,7 +71,8 @@ def rule_sentence(margin: float, n_rounds: int) -> str:
     return (f"Successive halving: every factor trained in {n_rounds} rounds with cumulative budgets of 1/"
             + ", 1/".join(str(2 ** (n_rounds - 1 - r)) for r in range(n_rounds - 1))
             + " and all of the full budget; after each round but the last, a factor stopped when its validation "
-            f"score was below that round's best by more than {margin:g} (the best always continues).")
+            f"score was below that round's best by more than {margin:g} (the best always continues; a round "
+            f"whose best score is below {MIN_USEFUL_IOU:g} stops nobody, as no network has learned yet).")
 
 
 def halving_rule(rounds: int, margin: float) -> tuple[Callable[[int, int], list[int]],
