@@ -22,6 +22,7 @@ from rescale4dl_bmz.files.text_files import write_json
 from rescale4dl_bmz.sweep.config import SweepConfig
 from rescale4dl_bmz.sweep.markers import is_done, mark_done, marker_path
 from rescale4dl_bmz.sweep.plan import Plan, factor_dir
+from rescale4dl_bmz.sweep.stages import training_inputs
 
 log = logging.getLogger(__name__)
 
@@ -52,18 +53,13 @@ def stage_halving(config: SweepConfig, plan: Plan, factors: list[str]) -> dict:
     from rescale4dl_bmz.sweep.tensorflow_worker import WorkerJobFailed, shared_worker
 
     (Path(plan.out) / HALVING_FILE).unlink(missing_ok=True)
-    semantic_given = config.task == "semantic" and config.label_source == "from-og"
     jobs = []
     for factor in factors:
         root = factor_dir(plan, factor)
         marker_path(plan, factor, "train").unlink(missing_ok=True)
         shutil.rmtree(root / "model", ignore_errors=True)  # an earlier, unfinished attempt
-        tc = config.train_config(factor, parse_factor(factor).pixel_size(plan.pixel_size_um))
-        if semantic_given:
-            tc = tc.model_copy(update={"masks_are_semantic": True})
-        jobs.append({"factor": factor, "config": tc, "out": root / "model",
-                     "images": [root / "images" / f"{n}.tif" for n in plan.train],
-                     "masks": [root / ("labels" if semantic_given else "masks") / f"{n}.tif" for n in plan.train]})
+        tc, images, masks = training_inputs(config, plan, factor)
+        jobs.append({"factor": factor, "config": tc, "out": root / "model", "images": images, "masks": masks})
     log_file = Path(plan.out) / "logs" / "halving.log"
     log.info("halving: training %s in %d rounds (margin %g)", " ".join(factors), config.halving_rounds,
              config.halving_margin)

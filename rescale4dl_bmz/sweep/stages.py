@@ -93,6 +93,19 @@ def stage_data(config: SweepConfig, plan: Plan, factor: str) -> dict:
                      files)
 
 
+def training_inputs(config: SweepConfig, plan: Plan, factor: str) -> tuple:
+    """This factor's `TrainConfig` and its training image and mask files (the 0/1/2 labels when they
+    were derived at og and rescaled: `label_source: from-og`)."""
+    semantic_given = config.task == "semantic" and config.label_source == "from-og"
+    tc = config.train_config(factor, parse_factor(factor).pixel_size(plan.pixel_size_um))
+    if semantic_given:
+        tc = tc.model_copy(update={"masks_are_semantic": True})
+    root = factor_dir(plan, factor)
+    images = [root / "images" / f"{n}.tif" for n in plan.train]
+    masks = [root / ("labels" if semantic_given else "masks") / f"{n}.tif" for n in plan.train]
+    return tc, images, masks
+
+
 @factor_stage("train")
 def stage_train(config: SweepConfig, plan: Plan, factor: str) -> dict:
     """Train this factor's model on the training images (skipped when a complete model exists)."""
@@ -101,15 +114,9 @@ def stage_train(config: SweepConfig, plan: Plan, factor: str) -> dict:
         return read_done(plan, factor, "train")
     from rescale4dl_bmz.sweep.tensorflow_worker import shared_worker
 
-    f = parse_factor(factor)
     model_dir = factor_dir(plan, factor) / "model"
-    semantic_given = config.task == "semantic" and config.label_source == "from-og"
-    tc = config.train_config(factor, f.pixel_size(plan.pixel_size_um))
-    if semantic_given:
-        tc = tc.model_copy(update={"masks_are_semantic": True})
     root = factor_dir(plan, factor)
-    images = [root / "images" / f"{n}.tif" for n in plan.train]
-    masks = [root / ("labels" if semantic_given else "masks") / f"{n}.tif" for n in plan.train]
+    tc, images, masks = training_inputs(config, plan, factor)
     t0 = time.perf_counter()
     if model_dir.exists() and (stale or not (model_dir / "cost.json").is_file()):
         # a model its marker no longer vouches for, or an incomplete one: train again
